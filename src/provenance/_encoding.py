@@ -1,0 +1,179 @@
+"""Canonical encoding of journal values.
+
+Entries are canonical JSON (RFC 8785).  JSON numbers are IEEE doubles, so any
+value that a double cannot carry exactly is *tagged* instead, which makes every
+value round-trip bit for bit:
+
+* integers outside the safe range ``±(2**53 - 1)`` (64-bit seeds) become
+  ``{"$int": "<decimal>"}``;
+* every float (a guidance scale of 7.5, but also 7.0, which JSON would turn
+  into an integer) becomes ``{"$float": "<repr>"}``; ``repr`` is the shortest
+  string that parses back to the same double, and covers ``nan``/``inf``;
+* bytes become ``{"$bytes": "<base64>"}``;
+* a user mapping key that starts with ``$`` is escaped with one more ``$``,
+  so no user data can pose as a tag.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as _dt
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import rfc8785
+
+__all__ = [
+    "MAX_SAFE_INTEGER",
+    "b64decode",
+    "b64encode",
+    "canonical_json",
+    "decode_value",
+    "encode_value",
+    "format_time",
+    "parse_time",
+    "strict_loads",
+]
+
+MAX_SAFE_INTEGER = 2**53 - 1
+_MAX_DEPTH = 64
+
+_TAG_INT = "$int"
+_TAG_FLOAT = "$float"
+_TAG_BYTES = "$bytes"
+_TAGS = frozenset({_TAG_INT, _TAG_FLOAT, _TAG_BYTES})
+_INT_RE = re.compile(r"-?(0|[1-9][0-9]{0,39})")
+
+
+def encode_value(value: Any, _depth: int = 0) -> Any:
+    """Turn a Python value into the JSON-safe tagged form described above."""
+    if _depth > _MAX_DEPTH:
+        raise ValueError("value is nested too deeply")
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            return value
+        return {_TAG_INT: str(value)}
+    if isinstance(value, float):
+        return {_TAG_FLOAT: repr(value)}
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {_TAG_BYTES: b64encode(bytes(value))}
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"mapping keys must be strings, not {type(key).__name__}")
+            out["$" + key if key.startswith("$") else key] = encode_value(item, _depth + 1)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [encode_value(item, _depth + 1) for item in value]
+    raise TypeError(f"cannot record a value of type {type(value).__name__}")
+
+
+def decode_value(value: Any, _depth: int = 0) -> Any:
+    """Invert `encode_value`; raises ValueError on a malformed tag."""
+    if _depth > _MAX_DEPTH:
+        raise ValueError("value is nested too deeply")
+    if isinstance(value, dict):
+        if len(value) == 1:
+            ((key, item),) = value.items()
+            if key in _TAGS:
+                return _decode_tag(key, item)
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if key.startswith("$"):
+                if not key.startswith("$$"):
+                    raise ValueError(f"unknown tag {key[:20]!r}")
+                key = key[1:]
+            out[key] = decode_value(item, _depth + 1)
+        return out
+    if isinstance(value, list):
+        return [decode_value(item, _depth + 1) for item in value]
+    if isinstance(value, float):
+        # Canonical entries never carry bare floats; refuse rather than guess.
+        raise ValueError("bare JSON float (floats must be tagged)")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SAFE_INTEGER:
+        raise ValueError("bare integer outside the safe range")
+    return value
+
+
+def _decode_tag(tag: str, item: Any) -> Any:
+    if not isinstance(item, str):
+        raise ValueError(f"{tag} tag must hold a string")
+    if tag == _TAG_INT:
+        if not _INT_RE.fullmatch(item):
+            raise ValueError("malformed $int")
+        number = int(item)
+        if -MAX_SAFE_INTEGER <= number <= MAX_SAFE_INTEGER:
+            raise ValueError("$int tag used for a safe integer")
+        return number
+    if tag == _TAG_FLOAT:
+        if len(item) > 32:
+            raise ValueError("malformed $float")
+        try:
+            number_f = float(item)
+        except ValueError:
+            raise ValueError("malformed $float") from None
+        if repr(number_f) != item:
+            raise ValueError("non-canonical $float")
+        return number_f
+    return b64decode(item)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate key in JSON object")
+    return result
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def strict_loads(data: bytes | str) -> Any:
+    """json.loads that refuses duplicate keys and NaN/Infinity, as RFC 8785 input must."""
+    return json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+
+
+def canonical_json(value: Any) -> bytes:
+    """RFC 8785 canonical bytes of an already-encoded JSON value."""
+    return bytes(rfc8785.dumps(value))
+
+
+def b64encode(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def b64decode(text: str) -> bytes:
+    """Strict, canonical standard base64 (padding required, no stray characters)."""
+    try:
+        raw = text.encode("ascii")
+        data = base64.b64decode(raw, validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError, AttributeError):
+        raise ValueError("malformed base64") from None
+    # Unused trailing bits make several texts decode alike; only the canonical
+    # one is accepted, so no byte of a journal can change without notice.
+    if base64.b64encode(data) != raw:
+        raise ValueError("non-canonical base64")
+    return data
+
+
+_TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+
+
+def format_time(moment: _dt.datetime) -> str:
+    """RFC 3339 UTC with microseconds, the one time form entries use."""
+    if moment.tzinfo is None:
+        raise ValueError("times must be timezone-aware")
+    return moment.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> _dt.datetime:
+    if not isinstance(text, str) or not _TIME_RE.fullmatch(text):
+        raise ValueError("malformed time (expected YYYY-MM-DDTHH:MM:SS.ffffffZ)")
+    return _dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=_dt.UTC)

@@ -1,0 +1,409 @@
+"""The journal format: entries, their DSSE signatures, and signed checkpoints.
+
+See ``docs/format.md`` for the normative description.  In short:
+
+* an *entry* is canonical JSON (RFC 8785) of ``v, journal, seq, prev, time,
+  actor, kind, body, signer``; its hash is SHA-256 over exactly those bytes,
+  and ``prev`` holds the previous entry's hash, so entries form a chain;
+* each entry is signed with Ed25519 over the DSSE pre-authentication encoding
+  of those bytes under the payload type `ENTRY_PAYLOAD_TYPE`; the bytes are kept
+  as signed (base64 in the envelope) and never re-serialised;
+* the entries are the leaves of an RFC 6962 Merkle tree; a *checkpoint* is a
+  C2SP signed note (origin, size, root, a ``time`` extension line) signed with
+  the same Ed25519 keys, so one signature commits to a whole prefix;
+* the portable file is JSON Lines: a header, the public keys, then entries in
+  order with each checkpoint right after the entry that completes it, and RFC
+  3161 timestamps right after the checkpoint they cover.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+import hashlib
+import re
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from . import merkle
+from ._encoding import (
+    b64decode,
+    b64encode,
+    canonical_json,
+    decode_value,
+    encode_value,
+    format_time,
+    parse_time,
+    strict_loads,
+)
+from .errors import MalformedDataError
+from .keys import PublicKey, SigningKey
+
+__all__ = [
+    "ENTRY_PAYLOAD_TYPE",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "Actor",
+    "Checkpoint",
+    "Entry",
+    "Header",
+    "SignedEntry",
+    "TimestampRecord",
+    "new_journal_id",
+    "origin_for",
+    "pae",
+    "parse_line",
+]
+
+FORMAT_NAME = "provenance-journal"
+FORMAT_VERSION = 1
+ENTRY_PAYLOAD_TYPE = "application/vnd.provenance.entry+json; version=1"
+MAX_LINE = 32 * 2**20  # one journal line (an entry with small thumbnails fits easily)
+
+GENESIS_KIND = "journal.create"
+SEAL_KIND = "seal"
+
+_JOURNAL_ID_RE = re.compile(r"[0-9a-f]{32}")
+_KEYID_RE = re.compile(r"[0-9a-f]{32}")
+_KIND_RE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*){0,7}")
+_ENTRY_FIELDS = frozenset({"v", "journal", "seq", "prev", "time", "actor", "kind", "body", "signer"})
+
+
+class Actor(enum.StrEnum):
+    """Who performed a step: a person, the generating tool, or unattended automation."""
+
+    HUMAN = "human"
+    TOOL = "tool"
+    AUTOMATION = "automation"
+
+
+def new_journal_id() -> str:
+    return secrets.token_hex(16)
+
+
+def origin_for(journal_id: str) -> str:
+    """The checkpoint origin line of a journal."""
+    return f"provenance/{journal_id}"
+
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSE v1 pre-authentication encoding: what an entry signature covers."""
+    type_bytes = payload_type.encode("utf-8")
+    return b"DSSEv1 %d %s %d %s" % (len(type_bytes), type_bytes, len(payload), payload)
+
+
+def _check_journal_id(_inst: object, _attr: object, value: str) -> None:
+    if not isinstance(value, str) or not _JOURNAL_ID_RE.fullmatch(value):
+        raise ValueError("journal id must be 32 lowercase hex digits")
+
+
+def _check_kind(_inst: object, _attr: object, value: str) -> None:
+    if not isinstance(value, str) or not _KIND_RE.fullmatch(value) or len(value) > 64:
+        raise ValueError(f"invalid entry kind {str(value)[:70]!r}")
+
+
+def _check_keyid(_inst: object, _attr: object, value: str) -> None:
+    if not isinstance(value, str) or not _KEYID_RE.fullmatch(value):
+        raise ValueError("key id must be 32 lowercase hex digits")
+
+
+def _check_hash(_inst: object, _attr: object, value: Any) -> None:
+    if value is not None and (not isinstance(value, bytes) or len(value) != 32):
+        raise ValueError("hashes are 32 bytes")
+
+
+@attrs.frozen
+class Entry:
+    """One step of a journal, before signing."""
+
+    journal: str = attrs.field(validator=_check_journal_id)
+    seq: int = attrs.field(validator=[attrs.validators.instance_of(int), attrs.validators.ge(0)])
+    prev: bytes | None = attrs.field(validator=_check_hash)
+    time: _dt.datetime
+    actor: Actor = attrs.field(converter=Actor)
+    kind: str = attrs.field(validator=_check_kind)
+    body: Mapping[str, Any]
+    signer: str = attrs.field(validator=_check_keyid)
+
+    def __attrs_post_init__(self) -> None:
+        if (self.seq == 0) != (self.prev is None):
+            raise ValueError("only the first entry has no previous hash")
+
+    def to_payload(self) -> bytes:
+        return canonical_json(
+            {
+                "v": FORMAT_VERSION,
+                "journal": self.journal,
+                "seq": self.seq,
+                "prev": None if self.prev is None else self.prev.hex(),
+                "time": format_time(self.time),
+                "actor": self.actor.value,
+                "kind": self.kind,
+                "body": encode_value(dict(self.body)),
+                "signer": self.signer,
+            }
+        )
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> Entry:
+        """Parse and validate; raises MalformedDataError."""
+        try:
+            data = strict_loads(payload)
+            if not isinstance(data, dict) or set(data) != _ENTRY_FIELDS:
+                raise ValueError("entry fields are not exactly " + ", ".join(sorted(_ENTRY_FIELDS)))
+            if data["v"] != FORMAT_VERSION:
+                raise ValueError(f"unsupported entry version {data['v']!r}")
+            seq = data["seq"]
+            if not isinstance(seq, int) or isinstance(seq, bool):
+                raise ValueError("seq is not an integer")
+            prev = data["prev"]
+            if prev is not None and (not isinstance(prev, str) or not re.fullmatch(r"[0-9a-f]{64}", prev)):
+                raise ValueError("prev is not a SHA-256 hex digest")
+            body = decode_value(data["body"])
+            if not isinstance(body, dict):
+                raise ValueError("body is not an object")
+            entry = cls(
+                journal=data["journal"],
+                seq=seq,
+                prev=None if prev is None else bytes.fromhex(prev),
+                time=parse_time(data["time"]),
+                actor=data["actor"],
+                kind=data["kind"],
+                body=body,
+                signer=data["signer"],
+            )
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise MalformedDataError(f"malformed entry: {exc}") from None
+        return entry
+
+
+@attrs.frozen
+class SignedEntry:
+    """An entry as signed: the exact payload bytes, its signature, and the parse."""
+
+    payload: bytes
+    keyid: str
+    signature: bytes
+    entry: Entry = attrs.field(eq=False)
+
+    @property
+    def hash(self) -> bytes:
+        return hashlib.sha256(self.payload).digest()
+
+    @property
+    def leaf_hash(self) -> bytes:
+        return merkle.leaf_hash(self.payload)
+
+    @classmethod
+    def sign(cls, entry: Entry, key: SigningKey) -> SignedEntry:
+        if entry.signer != key.keyid:
+            raise ValueError("entry names another signer")
+        payload = entry.to_payload()
+        return cls(payload, key.keyid, key.sign(pae(ENTRY_PAYLOAD_TYPE, payload)), entry)
+
+    def signature_valid(self, key: PublicKey) -> bool:
+        return key.keyid == self.keyid and key.verify(self.signature, pae(ENTRY_PAYLOAD_TYPE, self.payload))
+
+    def to_line(self) -> bytes:
+        return canonical_json(
+            {
+                "type": "entry",
+                "payloadType": ENTRY_PAYLOAD_TYPE,
+                "payload": b64encode(self.payload),
+                "signatures": [{"keyid": self.keyid, "sig": b64encode(self.signature)}],
+            }
+        )
+
+
+def _note_key_hash(name: str, public: PublicKey) -> bytes:
+    # C2SP signed-note key hash for Ed25519 (algorithm byte 0x01).
+    return hashlib.sha256(name.encode() + b"\n\x01" + public.raw).digest()[:4]
+
+
+@attrs.frozen
+class Checkpoint:
+    """A signed tree head in the C2SP tlog-checkpoint signed-note form."""
+
+    origin: str
+    size: int
+    root: bytes = attrs.field(validator=_check_hash)
+    time: _dt.datetime
+    # (key name = key id, 4-byte key hash, 64-byte signature)
+    signatures: tuple[tuple[str, bytes, bytes], ...] = ()
+
+    def body(self) -> bytes:
+        """The signed text: everything above the blank line."""
+        return (
+            f"{self.origin}\n{self.size}\n{b64encode(self.root)}\ntime {format_time(self.time)}\n"
+        ).encode()
+
+    def sign(self, key: SigningKey) -> Checkpoint:
+        signature = (key.keyid, _note_key_hash(key.keyid, key.public), key.sign(self.body()))
+        return attrs.evolve(self, signatures=(*self.signatures, signature))
+
+    def note(self) -> str:
+        lines = [
+            f"\u2014 {name} {b64encode(key_hash + sig)}\n" for name, key_hash, sig in self.signatures
+        ]
+        return self.body().decode() + "\n" + "".join(lines)
+
+    def signers(self, keys: Mapping[str, PublicKey]) -> list[str]:
+        """Key ids among `keys` whose signature on this checkpoint verifies."""
+        good: list[str] = []
+        body = self.body()
+        for name, key_hash, sig in self.signatures:
+            public = keys.get(name)
+            if public is not None and key_hash == _note_key_hash(name, public) and public.verify(sig, body):
+                good.append(name)
+        return good
+
+    def to_line(self) -> bytes:
+        return canonical_json({"type": "checkpoint", "note": self.note()})
+
+    @classmethod
+    def from_note(cls, note: str) -> Checkpoint:
+        try:
+            text, sep, sig_block = note.partition("\n\n")
+            if not sep or not sig_block.endswith("\n"):
+                raise ValueError("no signature block")
+            lines = text.split("\n")
+            if len(lines) != 4:
+                raise ValueError("expected origin, size, root and time lines")
+            origin, size_text, root_text, time_line = lines
+            if not re.fullmatch(r"0|[1-9][0-9]{0,15}", size_text):
+                raise ValueError("bad tree size")
+            if not time_line.startswith("time "):
+                raise ValueError("missing time line")
+            signatures = []
+            for line in sig_block[:-1].split("\n"):
+                match = re.fullmatch(r"\u2014 ([0-9a-f]{32}) ([A-Za-z0-9+/=]{1,200})", line)
+                if match is None:
+                    raise ValueError("malformed signature line")
+                blob = b64decode(match.group(2))
+                if len(blob) != 68:
+                    raise ValueError("signature is not an Ed25519 note signature")
+                signatures.append((match.group(1), blob[:4], blob[4:]))
+            root = b64decode(root_text)
+            checkpoint = cls(origin, int(size_text), root, parse_time(time_line[5:]), tuple(signatures))
+            if checkpoint.body().decode() != text + "\n":
+                raise ValueError("non-canonical checkpoint text")
+        except (ValueError, TypeError) as exc:
+            raise MalformedDataError(f"malformed checkpoint: {exc}") from None
+        return checkpoint
+
+
+@attrs.frozen
+class Header:
+    journal: str = attrs.field(validator=_check_journal_id)
+
+    def to_line(self) -> bytes:
+        return canonical_json(
+            {
+                "type": "journal",
+                "format": FORMAT_NAME,
+                "version": FORMAT_VERSION,
+                "journal": self.journal,
+                "origin": origin_for(self.journal),
+            }
+        )
+
+
+@attrs.frozen
+class KeyRecord:
+    public: PublicKey
+
+    def to_line(self) -> bytes:
+        return canonical_json(
+            {
+                "type": "key",
+                "algorithm": "ed25519",
+                "keyid": self.public.keyid,
+                "public_key": b64encode(self.public.raw),
+            }
+        )
+
+
+@attrs.frozen
+class TimestampRecord:
+    """An RFC 3161 token over the note of the checkpoint at `size`."""
+
+    size: int
+    token: bytes
+
+    def to_line(self) -> bytes:
+        return canonical_json({"type": "timestamp", "size": self.size, "token": b64encode(self.token)})
+
+
+Record = Header | KeyRecord | SignedEntry | Checkpoint | TimestampRecord
+
+
+def _fields(data: dict[str, Any], required: set[str]) -> None:
+    if set(data) != required:
+        raise ValueError(f"{data.get('type')} record fields are not exactly {', '.join(sorted(required))}")
+
+
+def parse_line(line: bytes) -> Record:
+    """Parse one line of a portable journal file; raises MalformedDataError."""
+    try:
+        data = strict_loads(line)
+        if not isinstance(data, dict):
+            raise ValueError("a line is not a JSON object")
+        kind = data.get("type")
+        if kind == "entry":
+            _fields(data, {"type", "payloadType", "payload", "signatures"})
+            if data["payloadType"] != ENTRY_PAYLOAD_TYPE:
+                raise ValueError("unknown payload type")
+            signatures = data["signatures"]
+            if (
+                not isinstance(signatures, list)
+                or len(signatures) != 1
+                or not isinstance(signatures[0], dict)
+                or set(signatures[0]) != {"keyid", "sig"}
+            ):
+                raise ValueError("an entry carries exactly one signature")
+            payload = b64decode(data["payload"])
+            signature = b64decode(signatures[0]["sig"])
+            keyid = signatures[0]["keyid"]
+            if len(signature) != 64:
+                raise ValueError("signature is not 64 bytes")
+            entry = Entry.from_payload(payload)
+            if keyid != entry.signer:
+                raise ValueError("signature key id differs from the entry's signer")
+            return SignedEntry(payload, keyid, signature, entry)
+        if kind == "checkpoint":
+            _fields(data, {"type", "note"})
+            if not isinstance(data["note"], str):
+                raise ValueError("note is not text")
+            return Checkpoint.from_note(data["note"])
+        if kind == "key":
+            _fields(data, {"type", "algorithm", "keyid", "public_key"})
+            if data["algorithm"] != "ed25519":
+                raise ValueError("unsupported key algorithm")
+            public = PublicKey(b64decode(data["public_key"]))
+            if public.keyid != data["keyid"]:
+                raise ValueError("key id does not match the public key")
+            return KeyRecord(public)
+        if kind == "timestamp":
+            _fields(data, {"type", "size", "token"})
+            size = data["size"]
+            if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+                raise ValueError("bad timestamp size")
+            return TimestampRecord(size, b64decode(data["token"]))
+        if kind == "journal":
+            _fields(data, {"type", "format", "version", "journal", "origin"})
+            if data["format"] != FORMAT_NAME:
+                raise ValueError("not a provenance journal")
+            if data["version"] != FORMAT_VERSION:
+                raise ValueError(f"unsupported journal version {data['version']!r}")
+            header = Header(data["journal"])
+            if data["origin"] != origin_for(header.journal):
+                raise ValueError("origin does not match the journal id")
+            return header
+        raise ValueError(f"unknown record type {str(kind)[:40]!r}")
+    except MalformedDataError:
+        raise
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise MalformedDataError(str(exc)) from None

@@ -1,0 +1,542 @@
+"""The embedded journal store: one SQLite database in the data directory.
+
+Durability and concurrency come from SQLite itself: WAL mode with
+``synchronous=FULL`` (an append that returned survives power loss or SIGKILL),
+``BEGIN IMMEDIATE`` (appenders to one journal queue for the write lock, so the
+sequence number and previous hash they read cannot go stale), and a primary key
+on (journal, seq) so that a fork could not be written even by a buggy writer.
+
+Every append transaction also signs a checkpoint at the new size, so every
+entry in the store is covered by a signature the moment its append returns.
+`append_many` writes a batch under one transaction, one fsync and one
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import attrs
+
+from . import __version__, merkle
+from ._home import data_dir, ensure_private_dir
+from .errors import (
+    ForkedJournalError,
+    JournalNotFoundError,
+    StoreError,
+    UsageError,
+    VerificationError,
+)
+from .journal import (
+    GENESIS_KIND,
+    SEAL_KIND,
+    Actor,
+    Checkpoint,
+    Entry,
+    Header,
+    KeyRecord,
+    SignedEntry,
+    TimestampRecord,
+    new_journal_id,
+    origin_for,
+    parse_line,
+)
+from .keys import PublicKey, SigningKey
+from .verify import Verdict, iter_file_lines, verify_lines
+
+__all__ = ["JournalInfo", "NewEntry", "Store"]
+
+STORE_FILE = "store.sqlite"
+_SCHEMA_VERSION = "1"
+_BUSY_TIMEOUT_MS = 60_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS journals (
+    id TEXT PRIMARY KEY,
+    title TEXT,
+    created TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    head BLOB NOT NULL,       -- hash of the last entry (cached, updated with each append)
+    frontier BLOB NOT NULL,   -- RFC 6962 compact range at `size` (cached likewise)
+    sealed INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS entries (
+    journal TEXT NOT NULL REFERENCES journals(id),
+    seq INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    kind TEXT NOT NULL,
+    keyid TEXT NOT NULL,
+    line BLOB NOT NULL,       -- the exact exported line, as signed
+    PRIMARY KEY (journal, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    journal TEXT NOT NULL REFERENCES journals(id),
+    size INTEGER NOT NULL,
+    note TEXT NOT NULL,
+    PRIMARY KEY (journal, size)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS timestamps (
+    journal TEXT NOT NULL REFERENCES journals(id),
+    size INTEGER NOT NULL,
+    token BLOB NOT NULL,
+    PRIMARY KEY (journal, size, token)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS public_keys (keyid TEXT PRIMARY KEY, public_key BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS journal_keys (
+    journal TEXT NOT NULL, keyid TEXT NOT NULL, PRIMARY KEY (journal, keyid)
+) WITHOUT ROWID;
+"""
+
+
+@attrs.frozen
+class NewEntry:
+    """An entry to append: what happened, who did it, and optionally when."""
+
+    kind: str
+    body: Mapping[str, Any] = attrs.field(factory=dict)
+    actor: Actor = attrs.field(default=Actor.TOOL, converter=Actor)
+    time: _dt.datetime | None = None
+
+
+@attrs.frozen
+class JournalInfo:
+    id: str
+    title: str | None
+    created: str
+    size: int
+    root: bytes
+    head: bytes
+    sealed: bool
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.UTC)
+
+
+class Store:
+    """A SQLite journal store.  Safe to use from several processes at once."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        if path is None:
+            path = ensure_private_dir(data_dir()) / STORE_FILE
+        self.path = Path(path)
+        try:
+            if not self.path.exists():
+                # Journals may hold private prompts: owner-only from the start.
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+            self._db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            self._db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = FULL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            with self._write():
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+                if row is None:
+                    self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (_SCHEMA_VERSION,))
+                elif row[0] != _SCHEMA_VERSION:
+                    raise StoreError(f"{self.path} has store schema {row[0]}; this version reads {_SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc}") from None
+        except OSError as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc.strerror or exc}") from None
+
+    # -- plumbing ------------------------------------------------------------
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _write(self) -> _Transaction:
+        return _Transaction(self._db, self.path)
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"store {self.path}: {exc}") from None
+
+    # -- journals ------------------------------------------------------------
+
+    def create_journal(
+        self,
+        key: SigningKey,
+        *,
+        title: str | None = None,
+        body: Mapping[str, Any] | None = None,
+        actor: Actor = Actor.HUMAN,
+    ) -> str:
+        """Start a new journal with its first (``journal.create``) entry; returns its id."""
+        journal = new_journal_id()
+        genesis_body = {"title": title, "tool": {"name": "provenance", "version": __version__}}
+        genesis_body.update(body or {})
+        with self._write():
+            self._db.execute(
+                "INSERT INTO journals (id, title, created, size, head, frontier) VALUES (?, ?, ?, 0, ?, ?)",
+                (journal, title, _now().isoformat(), b"", b""),
+            )
+            self._append_locked(journal, [NewEntry(GENESIS_KIND, genesis_body, actor)], key)
+        return journal
+
+    def resolve(self, name: str) -> str:
+        """A journal id from the id itself or a unique prefix of it (as git does)."""
+        if not name or len(name) > 32 or any(c not in "0123456789abcdef" for c in name):
+            raise JournalNotFoundError(f"no journal {name[:40]!r} in the store (ids are hex)")
+        rows = self._query("SELECT id FROM journals WHERE id >= ? AND id < ? LIMIT 2", (name, name + "g"))
+        if not rows:
+            raise JournalNotFoundError(f"no journal {name!r} in the store {self.path}")
+        if len(rows) > 1:
+            raise UsageError(f"journal prefix {name!r} is ambiguous; give more digits")
+        return str(rows[0][0])
+
+    def info(self, journal: str) -> JournalInfo:
+        rows = self._query(
+            "SELECT id, title, created, size, frontier, head, sealed FROM journals WHERE id = ?", (journal,)
+        )
+        if not rows:
+            raise JournalNotFoundError(f"no journal {journal!r} in the store {self.path}")
+        jid, title, created, size, frontier, head, sealed = rows[0]
+        return JournalInfo(jid, title, created, size, _tree(size, frontier).root(), head, bool(sealed))
+
+    def journals(self) -> list[JournalInfo]:
+        ids = self._query("SELECT id FROM journals ORDER BY created, id")
+        return [self.info(row[0]) for row in ids]
+
+    # -- appending -----------------------------------------------------------
+
+    def append(
+        self,
+        journal: str,
+        kind: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        key: SigningKey,
+        actor: Actor | str = Actor.TOOL,
+        time: _dt.datetime | None = None,
+    ) -> SignedEntry:
+        """Append one signed entry (and a checkpoint covering it); durable on return."""
+        return self.append_many(journal, [NewEntry(kind, body or {}, Actor(actor), time)], key=key)[0]
+
+    def append_many(self, journal: str, items: Sequence[NewEntry], *, key: SigningKey) -> list[SignedEntry]:
+        """Append a batch under one transaction, one fsync and one checkpoint."""
+        if not items:
+            return []
+        with self._write():
+            return self._append_locked(journal, items, key)
+
+    def seal(self, journal: str, *, key: SigningKey, reason: str | None = None) -> SignedEntry:
+        """Close the journal: nothing may follow a seal."""
+        size = self.info(journal).size
+        return self.append(
+            journal, SEAL_KIND, {"entries": size + 1, "reason": reason}, key=key, actor=Actor.HUMAN
+        )
+
+    def _append_locked(self, journal: str, items: Sequence[NewEntry], key: SigningKey) -> list[SignedEntry]:
+        row = self._db.execute(
+            "SELECT size, head, frontier, sealed FROM journals WHERE id = ?", (journal,)
+        ).fetchone()
+        if row is None:
+            raise JournalNotFoundError(f"no journal {journal!r} in the store {self.path}")
+        size, head, frontier, sealed = row
+        if sealed:
+            raise UsageError(f"journal {journal} is sealed; start a new journal")
+        tree = _tree(size, frontier)
+        prev: bytes | None = head or None
+        signed_entries: list[SignedEntry] = []
+        rows = []
+        for item in items:
+            if item.kind == GENESIS_KIND and size + len(signed_entries) != 0:
+                raise UsageError(f"{GENESIS_KIND} is reserved for the first entry")
+            try:
+                entry = Entry(
+                    journal=journal,
+                    seq=tree.size,
+                    prev=prev,
+                    time=item.time or _now(),
+                    actor=item.actor,
+                    kind=item.kind,
+                    body=item.body,
+                    signer=key.keyid,
+                )
+                signed = SignedEntry.sign(entry, key)
+            except (ValueError, TypeError) as exc:
+                raise UsageError(f"cannot append {item.kind!r}: {exc}") from None
+            tree.append(signed.leaf_hash)
+            prev = signed.hash
+            signed_entries.append(signed)
+            rows.append((journal, entry.seq, signed.hash, entry.kind, key.keyid, signed.to_line()))
+            if item.kind == SEAL_KIND and item is not items[-1]:
+                raise UsageError("nothing may follow a seal")
+        sealed_now = signed_entries[-1].entry.kind == SEAL_KIND
+        checkpoint = Checkpoint(origin_for(journal), tree.size, tree.root(), _now()).sign(key)
+        self._db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?)", rows)
+        self._db.execute("INSERT INTO checkpoints VALUES (?, ?, ?)", (journal, tree.size, checkpoint.note()))
+        self._db.execute(
+            "UPDATE journals SET size = ?, head = ?, frontier = ?, sealed = ? WHERE id = ?",
+            (tree.size, prev, b"".join(tree.stack), int(sealed_now), journal),
+        )
+        self._remember_key(journal, key.public)
+        return signed_entries
+
+    def _remember_key(self, journal: str, public: PublicKey) -> None:
+        self._db.execute("INSERT OR IGNORE INTO public_keys VALUES (?, ?)", (public.keyid, public.raw))
+        self._db.execute("INSERT OR IGNORE INTO journal_keys VALUES (?, ?)", (journal, public.keyid))
+
+    def add_timestamp(self, journal: str, size: int, token: bytes) -> None:
+        """Keep an RFC 3161 token over the note of the checkpoint at `size`."""
+        with self._write():
+            if self._db.execute(
+                "SELECT 1 FROM checkpoints WHERE journal = ? AND size = ?", (journal, size)
+            ).fetchone() is None:
+                raise UsageError(f"journal {journal} has no checkpoint at size {size}")
+            self._db.execute("INSERT OR IGNORE INTO timestamps VALUES (?, ?, ?)", (journal, size, token))
+
+    # -- reading -------------------------------------------------------------
+
+    def entries(self, journal: str, start: int = 0) -> Iterator[SignedEntry]:
+        for line in self._cursor("SELECT line FROM entries WHERE journal = ? AND seq >= ? ORDER BY seq",
+                                 (journal, start)):
+            record = parse_line(line[0])
+            assert isinstance(record, SignedEntry)
+            yield record
+
+    def leaf_hashes(self, journal: str, size: int | None = None) -> list[bytes]:
+        """Leaf hashes of the first `size` entries (for inclusion and consistency proofs)."""
+        limit = -1 if size is None else size
+        return [
+            merkle.leaf_hash(_payload_of(row[0]))
+            for row in self._query(
+                "SELECT line FROM entries WHERE journal = ? ORDER BY seq LIMIT ?", (journal, limit)
+            )
+        ]
+
+    def checkpoint(self, journal: str, size: int | None = None) -> Checkpoint:
+        """The stored checkpoint at `size` (default: the latest)."""
+        if size is None:
+            rows = self._query(
+                "SELECT note FROM checkpoints WHERE journal = ? ORDER BY size DESC LIMIT 1", (journal,)
+            )
+        else:
+            rows = self._query("SELECT note FROM checkpoints WHERE journal = ? AND size = ?", (journal, size))
+        if not rows:
+            raise JournalNotFoundError(f"journal {journal} has no checkpoint at size {size}")
+        return Checkpoint.from_note(rows[0][0])
+
+    def public_keys(self, journal: str) -> list[PublicKey]:
+        rows = self._query(
+            "SELECT p.public_key FROM journal_keys j JOIN public_keys p ON p.keyid = j.keyid "
+            "WHERE j.journal = ? ORDER BY p.keyid",
+            (journal,),
+        )
+        return [PublicKey(bytes(row[0])) for row in rows]
+
+    def _cursor(self, sql: str, params: Sequence[Any]) -> Iterator[Any]:
+        try:
+            cursor = self._db.execute(sql, params)
+            while rows := cursor.fetchmany(512):
+                yield from rows
+        except sqlite3.Error as exc:
+            raise StoreError(f"store {self.path}: {exc}") from None
+
+    # -- export, import, verify ------------------------------------------------
+
+    def export_lines(self, journal: str, *, all_checkpoints: bool = False) -> Iterator[bytes]:
+        """The portable journal, line by line (each ends in a newline).
+
+        Unless `all_checkpoints` is set, only the checkpoints an auditor needs are
+        written: the latest, those carrying a timestamp, and those closing an
+        ``export`` or ``seal`` entry (image bindings refer to them).  Every entry
+        stays covered; the others add nothing a verifier can use.
+        """
+        info = self.info(journal)
+        yield Header(journal).to_line() + b"\n"
+        for public in self.public_keys(journal):
+            yield KeyRecord(public).to_line() + b"\n"
+        kept = self._kept_checkpoints(journal, info.size, all_checkpoints)
+        timestamps: dict[int, list[bytes]] = {}
+        for size, token in self._query(
+            "SELECT size, token FROM timestamps WHERE journal = ? ORDER BY size, token", (journal,)
+        ):
+            timestamps.setdefault(size, []).append(bytes(token))
+        notes = iter(kept)
+        next_note = next(notes, None)
+        for seq, line in self._cursor("SELECT seq, line FROM entries WHERE journal = ? ORDER BY seq", (journal,)):
+            yield bytes(line) + b"\n"
+            while next_note is not None and next_note[0] == seq + 1:
+                size, note = next_note
+                yield Checkpoint.from_note(note).to_line() + b"\n"
+                for token in timestamps.get(size, []):
+                    yield TimestampRecord(size, token).to_line() + b"\n"
+                next_note = next(notes, None)
+
+    def _kept_checkpoints(self, journal: str, size: int, everything: bool) -> Iterator[tuple[int, str]]:
+        if everything:
+            sql = "SELECT size, note FROM checkpoints WHERE journal = ? ORDER BY size"
+            params: tuple[Any, ...] = (journal,)
+        else:
+            sql = (
+                "SELECT c.size, c.note FROM checkpoints c JOIN entries e "
+                "ON e.journal = c.journal AND e.seq = c.size - 1 "
+                "WHERE c.journal = ? AND (c.size = ? OR e.kind IN ('export', 'seal') "
+                "OR EXISTS (SELECT 1 FROM timestamps t WHERE t.journal = c.journal AND t.size = c.size)) "
+                "ORDER BY c.size"
+            )
+            params = (journal, size)
+        yield from self._cursor(sql, params)
+
+    def export(self, journal: str, out: str | Path | IO[bytes], *, all_checkpoints: bool = False) -> None:
+        """Write the portable journal file (atomically when given a path)."""
+        lines = self.export_lines(journal, all_checkpoints=all_checkpoints)
+        if not isinstance(out, (str, Path)):
+            for line in lines:
+                out.write(line)
+            return
+        target = Path(out)
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            with open(temporary, "wb") as handle:
+                for line in lines:
+                    handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, target)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            raise StoreError(f"cannot write {target}: {exc.strerror or exc}") from None
+
+    def verify(self, journal: str, **options: Any) -> Verdict:
+        """Verify a stored journal exactly as its exported file would be verified."""
+        return verify_lines(self.export_lines(journal, all_checkpoints=True), **options)
+
+    def import_file(self, path: str | Path) -> str:
+        """Add a verified portable journal to the store; returns its id.
+
+        A journal that is already here is extended if the file continues it,
+        and refused if the two disagree (a fork).
+        """
+        verdict = self._read_file(path)
+        if not verdict.valid:
+            raise VerificationError(f"{path}: {verdict.reason}")
+        assert verdict.journal is not None
+        journal = verdict.journal
+        with self._write():
+            row = self._db.execute(
+                "SELECT size, head, frontier FROM journals WHERE id = ?", (journal,)
+            ).fetchone()
+            if row is None:
+                self._db.execute(
+                    "INSERT INTO journals (id, title, created, size, head, frontier) VALUES (?, ?, ?, 0, ?, ?)",
+                    (journal, None, _now().isoformat(), b"", b""),
+                )
+                size, tree = 0, merkle.CompactTree()
+            else:
+                size, tree = row[0], _tree(row[0], row[2])
+            self._import_records(journal, path, size, tree)
+        return journal
+
+    def _read_file(self, path: str | Path) -> Verdict:
+        try:
+            with open(path, "rb") as handle:
+                return verify_lines(iter_file_lines(handle))
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+    def _import_records(self, journal: str, path: str | Path, size: int, tree: merkle.CompactTree) -> None:
+        keys: dict[str, PublicKey] = {}
+        head: bytes | None = None
+        title: str | None = None
+        sealed = False
+        with open(path, "rb") as handle:
+            for line in iter_file_lines(handle):
+                record = parse_line(line[:-1])
+                if isinstance(record, KeyRecord):
+                    keys[record.public.keyid] = record.public
+                elif isinstance(record, SignedEntry):
+                    seq = record.entry.seq
+                    if seq == 0:
+                        raw_title = record.entry.body.get("title")
+                        title = raw_title if isinstance(raw_title, str) else None
+                    if seq < size:
+                        stored = self._db.execute(
+                            "SELECT hash FROM entries WHERE journal = ? AND seq = ?", (journal, seq)
+                        ).fetchone()
+                        if stored is None or bytes(stored[0]) != record.hash:
+                            raise ForkedJournalError(
+                                f"{path} disagrees with the stored journal {journal} at entry {seq} (a fork)"
+                            )
+                    else:
+                        tree.append(record.leaf_hash)
+                        self._db.execute(
+                            "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?)",
+                            (journal, seq, record.hash, record.entry.kind, record.keyid, line[:-1]),
+                        )
+                        self._remember_key(journal, keys[record.keyid])
+                    head = record.hash
+                    sealed = record.entry.kind == SEAL_KIND
+                elif isinstance(record, Checkpoint):
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO checkpoints VALUES (?, ?, ?)",
+                        (journal, record.size, record.note()),
+                    )
+                    for name, _, _ in record.signatures:
+                        self._remember_key(journal, keys[name])
+                elif isinstance(record, TimestampRecord):
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO timestamps VALUES (?, ?, ?)", (journal, record.size, record.token)
+                    )
+        if tree.size > size:
+            self._db.execute(
+                "UPDATE journals SET size = ?, head = ?, frontier = ?, sealed = ?, "
+                "title = COALESCE(title, ?) WHERE id = ?",
+                (tree.size, head, b"".join(tree.stack), int(sealed), title, journal),
+            )
+
+
+def _payload_of(line: bytes) -> bytes:
+    record = parse_line(bytes(line))
+    assert isinstance(record, SignedEntry)
+    return record.payload
+
+
+def _tree(size: int, frontier: bytes) -> merkle.CompactTree:
+    frontier = bytes(frontier)
+    return merkle.CompactTree(size, [frontier[i : i + 32] for i in range(0, len(frontier), 32)])
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        self._db = db
+        self._path = path
+
+    def __enter__(self) -> None:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot lock store {self._path}: {exc}") from None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc_type is None:
+            try:
+                self._db.execute("COMMIT")
+                return
+            except sqlite3.Error as error:
+                self._db.execute("ROLLBACK")
+                raise StoreError(f"cannot commit to store {self._path}: {error}") from None
+        self._db.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            raise StoreError(f"store {self._path}: {exc}") from None
