@@ -286,6 +286,18 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_timestamp(args: argparse.Namespace) -> int:
+    from .timestamp import request_timestamp
+
+    with _open_store() as store:
+        journal = store.resolve(args.journal)
+        checkpoint = store.checkpoint(journal)
+        token = request_timestamp(checkpoint.note().encode(), args.tsa, timeout=args.timeout)
+        store.add_timestamp(journal, checkpoint.size, token)
+    _out(f"time-stamped checkpoint {checkpoint.size} of journal {journal} by {args.tsa}")
+    return EXIT_OK
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     verdict = _verify_target(
         args.target,
@@ -366,6 +378,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("checkpoint", cmd_checkpoint, "print a journal's latest signed checkpoint (for auditors to hold)")
     sub.add_argument("journal", metavar="JOURNAL")
+
+    sub = command("timestamp", cmd_timestamp, "get an RFC 3161 timestamp on a journal's latest checkpoint")
+    sub.add_argument("journal", metavar="JOURNAL")
+    sub.add_argument("--tsa", required=True, metavar="URL", help="the time-stamping authority's URL")
+    sub.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
 
     sub = command("verify", cmd_verify, "verify a journal file or a stored journal")
     sub.add_argument("target", metavar="FILE|JOURNAL")

@@ -309,7 +309,7 @@ class _Stream:
             info = timestamp.verify_timestamp(record.token, note, roots=self.tsa_roots)
             verified = True
         else:
-            info = timestamp.read_timestamp_unverified(record.token, note)
+            info = timestamp.read_timestamp_covering(record.token, note)
             verified = False
         self.timestamps.append(TimestampCheck(record.size, info.time, info.tsa, verified))
 
