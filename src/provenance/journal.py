@@ -47,6 +47,7 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "Actor",
+    "BlobRecord",
     "Checkpoint",
     "Entry",
     "Header",
@@ -337,7 +338,29 @@ class TimestampRecord:
         return canonical_json({"type": "timestamp", "size": self.size, "token": b64encode(self.token)})
 
 
-Record = Header | KeyRecord | SignedEntry | Checkpoint | TimestampRecord
+@attrs.frozen
+class BlobRecord:
+    """Optional content an entry refers to by SHA-256 (a thumbnail, a mask).
+
+    Blobs are not signed themselves: the entry that names their hash is.  They
+    can be left out of a journal file (for example when embedding it) without
+    invalidating it.
+    """
+
+    media_type: str
+    data: bytes
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    def to_line(self) -> bytes:
+        return canonical_json(
+            {"type": "blob", "sha256": self.sha256, "media_type": self.media_type, "data": b64encode(self.data)}
+        )
+
+
+Record = Header | KeyRecord | SignedEntry | Checkpoint | TimestampRecord | BlobRecord
 
 
 def _fields(data: dict[str, Any], required: set[str]) -> None:
@@ -392,6 +415,15 @@ def parse_line(line: bytes) -> Record:
             if not isinstance(size, int) or isinstance(size, bool) or size < 1:
                 raise ValueError("bad timestamp size")
             return TimestampRecord(size, b64decode(data["token"]))
+        if kind == "blob":
+            _fields(data, {"type", "sha256", "media_type", "data"})
+            media_type = data["media_type"]
+            if not isinstance(media_type, str) or not re.fullmatch(r"[a-z]+/[a-z0-9.+-]{1,60}", media_type):
+                raise ValueError("bad blob media type")
+            blob = BlobRecord(media_type, b64decode(data["data"]))
+            if blob.sha256 != data["sha256"]:
+                raise ValueError("blob content does not match its hash")
+            return blob
         if kind == "journal":
             _fields(data, {"type", "format", "version", "journal", "origin"})
             if data["format"] != FORMAT_NAME:

@@ -36,6 +36,7 @@ from .journal import (
     GENESIS_KIND,
     SEAL_KIND,
     Actor,
+    BlobRecord,
     Checkpoint,
     Entry,
     Header,
@@ -86,6 +87,13 @@ CREATE TABLE IF NOT EXISTS timestamps (
     size INTEGER NOT NULL,
     token BLOB NOT NULL,
     PRIMARY KEY (journal, size, token)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blobs (
+    journal TEXT NOT NULL REFERENCES journals(id),
+    sha256 TEXT NOT NULL,
+    media_type TEXT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (journal, sha256)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS public_keys (keyid TEXT PRIMARY KEY, public_key BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS journal_keys (
@@ -304,6 +312,21 @@ class Store:
                 raise UsageError(f"journal {journal} has no checkpoint at size {size}")
             self._db.execute("INSERT OR IGNORE INTO timestamps VALUES (?, ?, ?)", (journal, size, token))
 
+    def put_blob(self, journal: str, data: bytes, media_type: str) -> str:
+        """Keep optional content (a thumbnail, a mask) that entries name by hash."""
+        blob = BlobRecord(media_type, data)
+        with self._write():
+            self._db.execute(
+                "INSERT OR IGNORE INTO blobs VALUES (?, ?, ?, ?)", (journal, blob.sha256, media_type, data)
+            )
+        return blob.sha256
+
+    def blobs(self, journal: str) -> Iterator[BlobRecord]:
+        for media_type, data in self._cursor(
+            "SELECT media_type, data FROM blobs WHERE journal = ? ORDER BY sha256", (journal,)
+        ):
+            yield BlobRecord(media_type, bytes(data))
+
     # -- reading -------------------------------------------------------------
 
     def entries(self, journal: str, start: int = 0) -> Iterator[SignedEntry]:
@@ -353,8 +376,12 @@ class Store:
 
     # -- export, import, verify ------------------------------------------------
 
-    def export_lines(self, journal: str, *, all_checkpoints: bool = False) -> Iterator[bytes]:
+    def export_lines(
+        self, journal: str, *, all_checkpoints: bool = False, blobs: bool = True
+    ) -> Iterator[bytes]:
         """The portable journal, line by line (each ends in a newline).
+
+        Optional blobs (thumbnails, masks) follow the entries unless `blobs` is off.
 
         Unless `all_checkpoints` is set, only the checkpoints an auditor needs are
         written: the latest, those carrying a timestamp, and those closing an
@@ -381,6 +408,9 @@ class Store:
                 for token in timestamps.get(size, []):
                     yield TimestampRecord(size, token).to_line() + b"\n"
                 next_note = next(notes, None)
+        if blobs:
+            for blob in self.blobs(journal):
+                yield blob.to_line() + b"\n"
 
     def _kept_checkpoints(self, journal: str, size: int, everything: bool) -> Iterator[tuple[int, str]]:
         if everything:
@@ -397,9 +427,11 @@ class Store:
             params = (journal, size)
         yield from self._cursor(sql, params)
 
-    def export(self, journal: str, out: str | Path | IO[bytes], *, all_checkpoints: bool = False) -> None:
+    def export(
+        self, journal: str, out: str | Path | IO[bytes], *, all_checkpoints: bool = False, blobs: bool = True
+    ) -> None:
         """Write the portable journal file (atomically when given a path)."""
-        lines = self.export_lines(journal, all_checkpoints=all_checkpoints)
+        lines = self.export_lines(journal, all_checkpoints=all_checkpoints, blobs=blobs)
         if not isinstance(out, (str, Path)):
             for line in lines:
                 out.write(line)
@@ -496,6 +528,11 @@ class Store:
                 elif isinstance(record, TimestampRecord):
                     self._db.execute(
                         "INSERT OR IGNORE INTO timestamps VALUES (?, ?, ?)", (journal, record.size, record.token)
+                    )
+                elif isinstance(record, BlobRecord):
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO blobs VALUES (?, ?, ?, ?)",
+                        (journal, record.sha256, record.media_type, record.data),
                     )
         if tree.size > size:
             self._db.execute(

@@ -41,6 +41,7 @@ from .journal import (
     GENESIS_KIND,
     MAX_LINE,
     SEAL_KIND,
+    BlobRecord,
     Checkpoint,
     Header,
     KeyRecord,
@@ -64,6 +65,7 @@ __all__ = [
 _PENDING_LIMIT = 4096
 
 EntryVisitor = Callable[[SignedEntry], None]
+BlobVisitor = Callable[[BlobRecord], None]
 
 _FAILURE_CODES: dict[type[VerificationError], str] = {
     MalformedDataError: "malformed",
@@ -156,7 +158,9 @@ class _Stream:
         tsa_roots: Sequence[bytes],
         thorough: bool,
         visitor: EntryVisitor | None,
+        blob_visitor: BlobVisitor | None = None,
     ) -> None:
+        self.blob_visitor = blob_visitor
         self.trusted = {k.keyid for k in trusted}
         self.held = sorted(held, key=lambda c: c.size)
         self.trusted_keys = {k.keyid: k for k in trusted}
@@ -203,6 +207,9 @@ class _Stream:
             self.keys[record.public.keyid] = record.public
         elif isinstance(record, TimestampRecord):
             self._timestamp(record)
+        elif isinstance(record, BlobRecord):
+            if self.blob_visitor is not None:
+                self.blob_visitor(record)
         else:
             raise MalformedDataError("a second journal header")
 
@@ -373,9 +380,15 @@ def verify_lines(
     tsa_roots: Sequence[bytes] = (),
     thorough: bool = False,
     visitor: EntryVisitor | None = None,
+    blob_visitor: BlobVisitor | None = None,
 ) -> Verdict:
-    """Verify a journal given as its lines (each ending in a newline)."""
-    stream = _Stream(trusted, checkpoints, tsa_roots, thorough, visitor)
+    """Verify a journal given as its lines (each ending in a newline).
+
+    `visitor` sees each entry as it is read (before the checkpoint covering it
+    has been checked: act on what it saw only if the verdict is valid), and
+    `blob_visitor` each optional blob.
+    """
+    stream = _Stream(trusted, checkpoints, tsa_roots, thorough, visitor, blob_visitor)
     try:
         for line in lines:
             stream.feed(line)
