@@ -43,6 +43,7 @@ from .errors import MalformedDataError
 from .keys import PublicKey, SigningKey
 
 __all__ = [
+    "CHECKPOINT_SPAN",
     "ENTRY_PAYLOAD_TYPE",
     "FORMAT_NAME",
     "FORMAT_VERSION",
@@ -62,6 +63,11 @@ __all__ = [
 FORMAT_NAME = "provenance-journal"
 FORMAT_VERSION = 1
 ENTRY_PAYLOAD_TYPE = "application/vnd.provenance.entry+json; version=1"
+_PAYLOAD_TYPE_BYTES = ENTRY_PAYLOAD_TYPE.encode()
+# A verifier holds entries waiting for a checkpoint in memory; the store writes a
+# checkpoint at least this often, and export keeps one at least this often, so
+# that an honest journal never makes it check more than it must.
+CHECKPOINT_SPAN = 4096
 MAX_LINE = 32 * 2**20  # one journal line (an entry with small thumbnails fits easily)
 
 GENESIS_KIND = "journal.create"
@@ -183,11 +189,16 @@ class Entry:
 
 @attrs.frozen
 class SignedEntry:
-    """An entry as signed: the exact payload bytes, its signature, and the parse."""
+    """An entry as signed: the exact payload bytes, its signature, and the parse.
+
+    `signature` is None for an entry appended in a batch: such an entry is
+    covered only by the checkpoint its signer signed in the same transaction
+    (verifiers require that checkpoint; see docs/format.md §5).
+    """
 
     payload: bytes
     keyid: str
-    signature: bytes
+    signature: bytes | None
     entry: Entry = attrs.field(eq=False)
 
     @property
@@ -199,23 +210,33 @@ class SignedEntry:
         return merkle.leaf_hash(self.payload)
 
     @classmethod
-    def sign(cls, entry: Entry, key: SigningKey) -> SignedEntry:
+    def sign(cls, entry: Entry, key: SigningKey, *, own_signature: bool = True) -> SignedEntry:
+        """Sign `entry` (or, with `own_signature=False`, leave it to the batch's checkpoint)."""
         if entry.signer != key.keyid:
             raise ValueError("entry names another signer")
         payload = entry.to_payload()
-        return cls(payload, key.keyid, key.sign(pae(ENTRY_PAYLOAD_TYPE, payload)), entry)
+        signature = key.sign(pae(ENTRY_PAYLOAD_TYPE, payload)) if own_signature else None
+        return cls(payload, key.keyid, signature, entry)
 
     def signature_valid(self, key: PublicKey) -> bool:
-        return key.keyid == self.keyid and key.verify(self.signature, pae(ENTRY_PAYLOAD_TYPE, self.payload))
+        return (
+            self.signature is not None
+            and key.keyid == self.keyid
+            and key.verify(self.signature, pae(ENTRY_PAYLOAD_TYPE, self.payload))
+        )
 
     def to_line(self) -> bytes:
-        return canonical_json(
-            {
-                "type": "entry",
-                "payloadType": ENTRY_PAYLOAD_TYPE,
-                "payload": b64encode(self.payload),
-                "signatures": [{"keyid": self.keyid, "sig": b64encode(self.signature)}],
-            }
+        # The envelope holds only base64, hex and fixed ASCII, so it is built from
+        # a template: these are exactly the RFC 8785 bytes, without the cost.
+        signatures = (
+            b"[]"
+            if self.signature is None
+            else b'[{"keyid":"%s","sig":"%s"}]' % (self.keyid.encode(), b64encode(self.signature).encode())
+        )
+        return b'{"payload":"%s","payloadType":"%s","signatures":%s,"type":"entry"}' % (
+            b64encode(self.payload).encode(),
+            _PAYLOAD_TYPE_BYTES,
+            signatures,
         )
 
 
@@ -380,22 +401,24 @@ def parse_line(line: bytes) -> Record:
             if data["payloadType"] != ENTRY_PAYLOAD_TYPE:
                 raise ValueError("unknown payload type")
             signatures = data["signatures"]
-            if (
+            if signatures == []:
+                signature = None
+            elif (
                 not isinstance(signatures, list)
                 or len(signatures) != 1
                 or not isinstance(signatures[0], dict)
                 or set(signatures[0]) != {"keyid", "sig"}
             ):
-                raise ValueError("an entry carries exactly one signature")
+                raise ValueError("an entry carries one signature (or none, in a batch)")
+            else:
+                signature = b64decode(signatures[0]["sig"])
+                if len(signature) != 64:
+                    raise ValueError("signature is not 64 bytes")
             payload = b64decode(data["payload"])
-            signature = b64decode(signatures[0]["sig"])
-            keyid = signatures[0]["keyid"]
-            if len(signature) != 64:
-                raise ValueError("signature is not 64 bytes")
             entry = Entry.from_payload(payload)
-            if keyid != entry.signer:
+            if signature is not None and signatures[0]["keyid"] != entry.signer:
                 raise ValueError("signature key id differs from the entry's signer")
-            return SignedEntry(payload, keyid, signature, entry)
+            return SignedEntry(payload, entry.signer, signature, entry)
         if kind == "checkpoint":
             _fields(data, {"type", "note"})
             if not isinstance(data["note"], str):

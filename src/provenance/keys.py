@@ -68,6 +68,7 @@ class PublicKey:
 
     raw: bytes = attrs.field(validator=attrs.validators.instance_of(bytes))
     _key: Ed25519PublicKey = attrs.field(init=False, repr=False, eq=False)
+    keyid: str = attrs.field(init=False, eq=False)
 
     @raw.validator
     def _check_raw(self, _attr: object, value: bytes) -> None:
@@ -76,10 +77,7 @@ class PublicKey:
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "_key", Ed25519PublicKey.from_public_bytes(self.raw))
-
-    @property
-    def keyid(self) -> str:
-        return key_id(self.raw)
+        object.__setattr__(self, "keyid", key_id(self.raw))
 
     def verify(self, signature: bytes, message: bytes) -> bool:
         try:

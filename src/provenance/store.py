@@ -33,6 +33,7 @@ from .errors import (
     VerificationError,
 )
 from .journal import (
+    CHECKPOINT_SPAN,
     GENESIS_KIND,
     SEAL_KIND,
     Actor,
@@ -196,7 +197,7 @@ class Store:
                 "INSERT INTO journals (id, title, created, size, head, frontier) VALUES (?, ?, ?, 0, ?, ?)",
                 (journal, title, _now().isoformat(), b"", b""),
             )
-            self._append_locked(journal, [NewEntry(GENESIS_KIND, genesis_body, actor)], key)
+            self._append_locked(journal, [NewEntry(GENESIS_KIND, genesis_body, actor)], key, True)
         return journal
 
     def resolve(self, name: str) -> str:
@@ -236,14 +237,22 @@ class Store:
         time: _dt.datetime | None = None,
     ) -> SignedEntry:
         """Append one signed entry (and a checkpoint covering it); durable on return."""
-        return self.append_many(journal, [NewEntry(kind, body or {}, Actor(actor), time)], key=key)[0]
+        items = [NewEntry(kind, body or {}, Actor(actor), time)]
+        return self.append_many(journal, items, key=key, sign_entries=True)[0]
 
-    def append_many(self, journal: str, items: Sequence[NewEntry], *, key: SigningKey) -> list[SignedEntry]:
-        """Append a batch under one transaction, one fsync and one checkpoint."""
+    def append_many(
+        self, journal: str, items: Sequence[NewEntry], *, key: SigningKey, sign_entries: bool = False
+    ) -> list[SignedEntry]:
+        """Append a batch under one transaction, one fsync and one checkpoint.
+
+        The entries of a batch are covered by the checkpoint signed with them
+        (and one more every `CHECKPOINT_SPAN` entries); they carry a signature
+        of their own only if `sign_entries` is set.
+        """
         if not items:
             return []
         with self._write():
-            return self._append_locked(journal, items, key)
+            return self._append_locked(journal, items, key, sign_entries)
 
     def seal(self, journal: str, *, key: SigningKey, reason: str | None = None) -> SignedEntry:
         """Close the journal: nothing may follow a seal."""
@@ -252,7 +261,9 @@ class Store:
             journal, SEAL_KIND, {"entries": size + 1, "reason": reason}, key=key, actor=Actor.HUMAN
         )
 
-    def _append_locked(self, journal: str, items: Sequence[NewEntry], key: SigningKey) -> list[SignedEntry]:
+    def _append_locked(
+        self, journal: str, items: Sequence[NewEntry], key: SigningKey, sign_entries: bool
+    ) -> list[SignedEntry]:
         row = self._db.execute(
             "SELECT size, head, frontier, sealed FROM journals WHERE id = ?", (journal,)
         ).fetchone()
@@ -265,6 +276,7 @@ class Store:
         prev: bytes | None = head or None
         signed_entries: list[SignedEntry] = []
         rows = []
+        notes: list[tuple[str, int, str]] = []
         for item in items:
             if item.kind == GENESIS_KIND and size + len(signed_entries) != 0:
                 raise UsageError(f"{GENESIS_KIND} is reserved for the first entry")
@@ -279,7 +291,7 @@ class Store:
                     body=item.body,
                     signer=key.keyid,
                 )
-                signed = SignedEntry.sign(entry, key)
+                signed = SignedEntry.sign(entry, key, own_signature=sign_entries)
             except (ValueError, TypeError) as exc:
                 raise UsageError(f"cannot append {item.kind!r}: {exc}") from None
             tree.append(signed.leaf_hash)
@@ -288,10 +300,12 @@ class Store:
             rows.append((journal, entry.seq, signed.hash, entry.kind, key.keyid, signed.to_line()))
             if item.kind == SEAL_KIND and item is not items[-1]:
                 raise UsageError("nothing may follow a seal")
+            if tree.size % CHECKPOINT_SPAN == 0 or item is items[-1]:
+                checkpoint = Checkpoint(origin_for(journal), tree.size, tree.root(), _now()).sign(key)
+                notes.append((journal, tree.size, checkpoint.note()))
         sealed_now = signed_entries[-1].entry.kind == SEAL_KIND
-        checkpoint = Checkpoint(origin_for(journal), tree.size, tree.root(), _now()).sign(key)
         self._db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?)", rows)
-        self._db.execute("INSERT INTO checkpoints VALUES (?, ?, ?)", (journal, tree.size, checkpoint.note()))
+        self._db.executemany("INSERT INTO checkpoints VALUES (?, ?, ?)", notes)
         self._db.execute(
             "UPDATE journals SET size = ?, head = ?, frontier = ?, sealed = ? WHERE id = ?",
             (tree.size, prev, b"".join(tree.stack), int(sealed_now), journal),
@@ -413,19 +427,29 @@ class Store:
                 yield blob.to_line() + b"\n"
 
     def _kept_checkpoints(self, journal: str, size: int, everything: bool) -> Iterator[tuple[int, str]]:
-        if everything:
-            sql = "SELECT size, note FROM checkpoints WHERE journal = ? ORDER BY size"
-            params: tuple[Any, ...] = (journal,)
-        else:
-            sql = (
-                "SELECT c.size, c.note FROM checkpoints c JOIN entries e "
-                "ON e.journal = c.journal AND e.seq = c.size - 1 "
-                "WHERE c.journal = ? AND (c.size = ? OR e.kind IN ('export', 'seal') "
-                "OR EXISTS (SELECT 1 FROM timestamps t WHERE t.journal = c.journal AND t.size = c.size)) "
-                "ORDER BY c.size"
-            )
-            params = (journal, size)
-        yield from self._cursor(sql, params)
+        """Checkpoints to export, in order.
+
+        Needed: the latest, those carrying a timestamp, those closing an export
+        or seal entry; and enough others that no run of entries longer than
+        `CHECKPOINT_SPAN` goes without one (a verifier then never has to check
+        entry signatures one by one).
+        """
+        rows = self._cursor(
+            "SELECT c.size, c.note, (c.size = ? OR e.kind IN ('export', 'seal') OR EXISTS "
+            "(SELECT 1 FROM timestamps t WHERE t.journal = c.journal AND t.size = c.size)) "
+            "FROM checkpoints c JOIN entries e ON e.journal = c.journal AND e.seq = c.size - 1 "
+            "WHERE c.journal = ? ORDER BY c.size",
+            (size, journal),
+        )
+        last_kept = 0
+        current = next(rows, None)
+        while current is not None:
+            following = next(rows, None)
+            checkpoint_size, note, needed = current
+            if everything or needed or following is None or following[0] - last_kept > CHECKPOINT_SPAN:
+                last_kept = checkpoint_size
+                yield checkpoint_size, note
+            current = following
 
     def export(
         self, journal: str, out: str | Path | IO[bytes], *, all_checkpoints: bool = False, blobs: bool = True

@@ -38,6 +38,7 @@ from .errors import (
     VerificationError,
 )
 from .journal import (
+    CHECKPOINT_SPAN,
     GENESIS_KIND,
     MAX_LINE,
     SEAL_KIND,
@@ -60,9 +61,9 @@ __all__ = [
     "verify_lines",
 ]
 
-# Entries waiting for a checkpoint are kept in memory; past this many they are
-# checked one by one so that memory stays bounded on any input.
-_PENDING_LIMIT = 4096
+# Signed entries waiting for a checkpoint are kept in memory; past this many they
+# are checked one by one so that memory stays bounded on any input.
+_PENDING_LIMIT = CHECKPOINT_SPAN
 
 EntryVisitor = Callable[[SignedEntry], None]
 BlobVisitor = Callable[[BlobRecord], None]
@@ -172,6 +173,7 @@ class _Stream:
         self.tree = merkle.CompactTree()
         self.prev: bytes | None = None
         self.pending: list[SignedEntry] = []
+        self.unsigned: dict[str, int] = {}
         self.sealed = False
         self.last_checkpoint: Checkpoint | None = None
         self.checkpoints = 0
@@ -231,7 +233,11 @@ class _Stream:
         public = self.keys.get(signed.keyid)
         if public is None:
             raise MalformedDataError(f"entry {seq} is signed by key {signed.keyid}, which the journal does not list")
-        if self.thorough and not signed.signature_valid(public):
+        if signed.signature is None:
+            # Batched entries rely on their signer's checkpoint; remember the
+            # first one per signer still waiting for it (bounded by the signers).
+            self.unsigned.setdefault(signed.keyid, seq)
+        elif self.thorough and not signed.signature_valid(public):
             raise BadSignatureError(f"entry {seq}: signature does not verify (entry tampered)")
         self.tree.append(signed.leaf_hash)
         self.prev = signed.hash
@@ -239,7 +245,7 @@ class _Stream:
         self.signers.setdefault(signed.keyid)
         self.first_time = self.first_time or entry.time
         self.last_time = entry.time
-        if not self.thorough:
+        if not self.thorough and signed.signature is not None:
             self.pending.append(signed)
             if len(self.pending) > _PENDING_LIMIT:
                 self._check_pending(frozenset())
@@ -257,6 +263,15 @@ class _Stream:
                     f"entry {signed.entry.seq}: signature does not verify (entry tampered)"
                 )
         self.pending.clear()
+
+    def _check_unsigned(self, covered_by: frozenset[str]) -> None:
+        for keyid, first in self.unsigned.items():
+            if keyid not in covered_by:
+                self.at = first
+                raise BadSignatureError(
+                    f"entry {first} carries no signature of its own and no checkpoint of its signer covers it"
+                )
+        self.unsigned.clear()
 
     def _checkpoint(self, checkpoint: Checkpoint) -> None:
         assert self.header is not None
@@ -280,6 +295,7 @@ class _Stream:
             )
         signers = self._checkpoint_signers(checkpoint)
         self._check_pending(frozenset(signers))
+        self._check_unsigned(frozenset(signers))
         self.signers.update(dict.fromkeys(signers))
         self.last_checkpoint = checkpoint
         self.checkpoints += 1
