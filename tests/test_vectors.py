@@ -40,5 +40,5 @@ def test_vector_journal_verifies_against_its_pinned_key() -> None:
     verdict = verify_file(VECTORS / "journal-v1.jsonl", trusted=[key])
     assert verdict.status == "valid" and verdict.sealed and verdict.entries == 4
     assert verdict.root is not None and verdict.root.hex() == (
-        "ce21d70536e58cb08a1c9be074e783c8e0f25c087472793fbe42f4eaf3340831"
+        "4421769706ea3a6628f800d83b08cddec1a3064eb5e78e9a39bfdc6bffb8dae4"
     )

@@ -182,6 +182,8 @@ class Entry:
                 body=body,
                 signer=data["signer"],
             )
+            if entry.to_payload() != payload:
+                raise ValueError("not in canonical form (RFC 8785)")
         except (ValueError, TypeError, RecursionError) as exc:
             raise MalformedDataError(f"malformed entry: {exc}") from None
         return entry
@@ -207,7 +209,9 @@ class SignedEntry:
 
     @property
     def leaf_hash(self) -> bytes:
-        return merkle.leaf_hash(self.payload)
+        # The tree commits to the whole envelope line, signature included, so a
+        # checkpoint also fixes every signature byte (and whether there is one).
+        return merkle.leaf_hash(self.to_line())
 
     @classmethod
     def sign(cls, entry: Entry, key: SigningKey, *, own_signature: bool = True) -> SignedEntry:
@@ -287,6 +291,8 @@ class Checkpoint:
 
     @classmethod
     def from_note(cls, note: str) -> Checkpoint:
+        if not isinstance(note, str):
+            raise MalformedDataError("malformed checkpoint: not text")
         try:
             text, sep, sig_block = note.partition("\n\n")
             if not sep or not sig_block.endswith("\n"):

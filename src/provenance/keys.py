@@ -191,6 +191,7 @@ class KeyStore:
         scrypt_log2_n: int = DEFAULT_SCRYPT_LOG2_N,
     ) -> Path:
         path = self.path(key.name)
+        ensure_private_dir(self.home)
         ensure_private_dir(self.directory)
         document = _seal_key(key, passphrase, scrypt_log2_n)
         try:
@@ -216,7 +217,13 @@ class KeyStore:
     def public_key(self, name: str = DEFAULT_KEY_NAME) -> PublicKey:
         """The public half, readable without the passphrase."""
         document = _read_key_document(self.path(name))
-        return PublicKey(b64decode(document["public_key"]))
+        try:
+            public = PublicKey(b64decode(document["public_key"]))
+        except ValueError as exc:
+            raise KeyStoreError(f"key {name!r} is not a valid key file: {exc}") from None
+        if public.keyid != document["keyid"]:
+            raise KeyStoreError(f"key {name!r} does not match its recorded key id")
+        return public
 
 
 def _seal_key(key: SigningKey, passphrase: bytes | None, log2_n: int) -> bytes:

@@ -42,6 +42,7 @@ from .journal import (
     Entry,
     Header,
     KeyRecord,
+    Record,
     SignedEntry,
     TimestampRecord,
     new_journal_id,
@@ -49,7 +50,7 @@ from .journal import (
     parse_line,
 )
 from .keys import PublicKey, SigningKey
-from .verify import Verdict, iter_file_lines, verify_lines
+from .verify import StreamingVerifier, Verdict, iter_file_lines, verify_lines
 
 __all__ = ["JournalInfo", "NewEntry", "Store"]
 
@@ -95,6 +96,13 @@ CREATE TABLE IF NOT EXISTS blobs (
     media_type TEXT NOT NULL,
     data BLOB NOT NULL,
     PRIMARY KEY (journal, sha256)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS phash_index (
+    band INTEGER NOT NULL,    -- one of provenance.phash.index_keys() of a recorded image's hash
+    journal TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    phash TEXT NOT NULL,
+    PRIMARY KEY (band, journal, seq, phash)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS public_keys (keyid TEXT PRIMARY KEY, public_key BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS journal_keys (
@@ -306,12 +314,39 @@ class Store:
         sealed_now = signed_entries[-1].entry.kind == SEAL_KIND
         self._db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?)", rows)
         self._db.executemany("INSERT INTO checkpoints VALUES (?, ?, ?)", notes)
+        for signed in signed_entries:
+            self._index_phashes(journal, signed)
         self._db.execute(
             "UPDATE journals SET size = ?, head = ?, frontier = ?, sealed = ? WHERE id = ?",
             (tree.size, prev, b"".join(tree.stack), int(sealed_now), journal),
         )
         self._remember_key(journal, key.public)
         return signed_entries
+
+    def _index_phashes(self, journal: str, signed: SignedEntry) -> None:
+        """Index the perceptual hashes an entry records, so `find` need not scan every journal."""
+        from . import phash
+        from .matching import collect_phashes
+
+        rows = []
+        for _, value in collect_phashes(signed.entry.body):
+            try:
+                keys = phash.index_keys(phash.PerceptualHash.from_str(value))
+            except ValueError:
+                continue
+            rows += [(band, journal, signed.entry.seq, value) for band in keys]
+        if rows:
+            self._db.executemany("INSERT OR IGNORE INTO phash_index VALUES (?, ?, ?, ?)", rows)
+
+    def phash_candidates(self, bands: Sequence[int]) -> list[tuple[str, int, str]]:
+        """Recorded images sharing an index band with a suspect: (journal, seq, phash)."""
+        found: dict[tuple[str, int, str], None] = {}
+        for band in dict.fromkeys(bands):
+            for journal, seq, value in self._query(
+                "SELECT journal, seq, phash FROM phash_index WHERE band = ?", (band,)
+            ):
+                found[(journal, seq, value)] = None
+        return list(found)
 
     def _remember_key(self, journal: str, public: PublicKey) -> None:
         self._db.execute("INSERT OR IGNORE INTO public_keys VALUES (?, ?)", (public.keyid, public.raw))
@@ -354,7 +389,7 @@ class Store:
         """Leaf hashes of the first `size` entries (for inclusion and consistency proofs)."""
         limit = -1 if size is None else size
         return [
-            merkle.leaf_hash(_payload_of(row[0]))
+            merkle.leaf_hash(bytes(row[0]))
             for row in self._query(
                 "SELECT line FROM entries WHERE journal = ? ORDER BY seq LIMIT ?", (journal, limit)
             )
@@ -435,7 +470,9 @@ class Store:
         entry signatures one by one).
         """
         rows = self._cursor(
-            "SELECT c.size, c.note, (c.size = ? OR e.kind IN ('export', 'seal') OR EXISTS "
+            "SELECT c.size, c.note, (c.size = ? OR e.kind IN ('export', 'seal') "
+            # the checkpoint closing a batch of entries without their own signature
+            "OR instr(e.line, '\"signatures\":[]') > 0 OR EXISTS "
             "(SELECT 1 FROM timestamps t WHERE t.journal = c.journal AND t.size = c.size)) "
             "FROM checkpoints c JOIN entries e ON e.journal = c.journal AND e.seq = c.size - 1 "
             "WHERE c.journal = ? ORDER BY c.size",
@@ -480,96 +517,96 @@ class Store:
     def import_file(self, path: str | Path) -> str:
         """Add a verified portable journal to the store; returns its id.
 
-        A journal that is already here is extended if the file continues it,
-        and refused if the two disagree (a fork).
+        The file is read once: each record is verified and stored in the same
+        pass, inside one transaction that commits only if the whole journal
+        verifies.  A journal already here is extended if the file continues
+        it, and refused if the two disagree (a fork).
         """
-        verdict = self._read_file(path)
-        if not verdict.valid:
-            raise VerificationError(f"{path}: {verdict.reason}")
-        assert verdict.journal is not None
-        journal = verdict.journal
-        with self._write():
-            row = self._db.execute(
-                "SELECT size, head, frontier FROM journals WHERE id = ?", (journal,)
-            ).fetchone()
-            if row is None:
-                self._db.execute(
-                    "INSERT INTO journals (id, title, created, size, head, frontier) VALUES (?, ?, ?, 0, ?, ?)",
-                    (journal, None, _now().isoformat(), b"", b""),
-                )
-                size, tree = 0, merkle.CompactTree()
-            else:
-                size, tree = row[0], _tree(row[0], row[2])
-            self._import_records(journal, path, size, tree)
-        return journal
-
-    def _read_file(self, path: str | Path) -> Verdict:
         try:
-            with open(path, "rb") as handle:
-                return verify_lines(iter_file_lines(handle))
+            handle = open(path, "rb")  # noqa: SIM115 - closed by the with block below
         except OSError as exc:
             raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+        with handle, self._write():
+            verifier = StreamingVerifier()
+            importer: _Importer | None = None
+            try:
+                for line in iter_file_lines(handle):
+                    record = verifier.feed(line)
+                    if isinstance(record, Header):
+                        importer = _Importer(self, record.journal, str(path))
+                    elif importer is not None:
+                        importer.add(record, line[:-1])
+                verifier.finish()
+            except OSError as exc:
+                raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+            except VerificationError as exc:
+                raise type(exc)(f"{path}: {exc}") from None
+            assert importer is not None
+            importer.close()
+            return importer.journal
 
-    def _import_records(self, journal: str, path: str | Path, size: int, tree: merkle.CompactTree) -> None:
-        keys: dict[str, PublicKey] = {}
-        head: bytes | None = None
-        title: str | None = None
-        sealed = False
-        with open(path, "rb") as handle:
-            for line in iter_file_lines(handle):
-                record = parse_line(line[:-1])
-                if isinstance(record, KeyRecord):
-                    keys[record.public.keyid] = record.public
-                elif isinstance(record, SignedEntry):
-                    seq = record.entry.seq
-                    if seq == 0:
-                        raw_title = record.entry.body.get("title")
-                        title = raw_title if isinstance(raw_title, str) else None
-                    if seq < size:
-                        stored = self._db.execute(
-                            "SELECT hash FROM entries WHERE journal = ? AND seq = ?", (journal, seq)
-                        ).fetchone()
-                        if stored is None or bytes(stored[0]) != record.hash:
-                            raise ForkedJournalError(
-                                f"{path} disagrees with the stored journal {journal} at entry {seq} (a fork)"
-                            )
-                    else:
-                        tree.append(record.leaf_hash)
-                        self._db.execute(
-                            "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?)",
-                            (journal, seq, record.hash, record.entry.kind, record.keyid, line[:-1]),
-                        )
-                        self._remember_key(journal, keys[record.keyid])
-                    head = record.hash
-                    sealed = record.entry.kind == SEAL_KIND
-                elif isinstance(record, Checkpoint):
-                    self._db.execute(
-                        "INSERT OR IGNORE INTO checkpoints VALUES (?, ?, ?)",
-                        (journal, record.size, record.note()),
-                    )
-                    for name, _, _ in record.signatures:
-                        self._remember_key(journal, keys[name])
-                elif isinstance(record, TimestampRecord):
-                    self._db.execute(
-                        "INSERT OR IGNORE INTO timestamps VALUES (?, ?, ?)", (journal, record.size, record.token)
-                    )
-                elif isinstance(record, BlobRecord):
-                    self._db.execute(
-                        "INSERT OR IGNORE INTO blobs VALUES (?, ?, ?, ?)",
-                        (journal, record.sha256, record.media_type, record.data),
-                    )
-        if tree.size > size:
-            self._db.execute(
-                "UPDATE journals SET size = ?, head = ?, frontier = ?, sealed = ?, "
-                "title = COALESCE(title, ?) WHERE id = ?",
-                (tree.size, head, b"".join(tree.stack), int(sealed), title, journal),
+
+class _Importer:
+    """Stores the records of one journal file as the verifier accepts them."""
+
+    def __init__(self, store: Store, journal: str, label: str) -> None:
+        self.store, self.db, self.journal, self.label = store, store._db, journal, label
+        row = self.db.execute("SELECT size, frontier FROM journals WHERE id = ?", (journal,)).fetchone()
+        if row is None:
+            self.db.execute(
+                "INSERT INTO journals (id, title, created, size, head, frontier) VALUES (?, ?, ?, 0, ?, ?)",
+                (journal, None, _now().isoformat(), b"", b""),
+            )
+            self.size, self.tree = 0, merkle.CompactTree()
+        else:
+            self.size, self.tree = row[0], _tree(row[0], row[1])
+        self.keys: dict[str, PublicKey] = {}
+        self.head: bytes | None = None
+        self.title: str | None = None
+        self.sealed = False
+
+    def add(self, record: Record, line: bytes) -> None:
+        journal, db = self.journal, self.db
+        if isinstance(record, KeyRecord):
+            self.keys[record.public.keyid] = record.public
+        elif isinstance(record, SignedEntry):
+            seq = record.entry.seq
+            if seq == 0:
+                raw_title = record.entry.body.get("title")
+                self.title = raw_title if isinstance(raw_title, str) else None
+            if seq < self.size:
+                stored = db.execute("SELECT hash FROM entries WHERE journal = ? AND seq = ?", (journal, seq)).fetchone()
+                if stored is None or bytes(stored[0]) != record.hash:
+                    raise ForkedJournalError(f"it disagrees with the stored journal {journal} at entry {seq} (a fork)")
+            else:
+                self.tree.append(record.leaf_hash)
+                db.execute(
+                    "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?)",
+                    (journal, seq, record.hash, record.entry.kind, record.keyid, line),
+                )
+                self.store._remember_key(journal, self.keys[record.keyid])
+                self.store._index_phashes(journal, record)
+            self.head = record.hash
+            self.sealed = record.entry.kind == SEAL_KIND
+        elif isinstance(record, Checkpoint):
+            db.execute("INSERT OR IGNORE INTO checkpoints VALUES (?, ?, ?)", (journal, record.size, record.note()))
+            for name, _, _ in record.signatures:
+                self.store._remember_key(journal, self.keys[name])
+        elif isinstance(record, TimestampRecord):
+            db.execute("INSERT OR IGNORE INTO timestamps VALUES (?, ?, ?)", (journal, record.size, record.token))
+        elif isinstance(record, BlobRecord):
+            db.execute(
+                "INSERT OR IGNORE INTO blobs VALUES (?, ?, ?, ?)",
+                (journal, record.sha256, record.media_type, record.data),
             )
 
-
-def _payload_of(line: bytes) -> bytes:
-    record = parse_line(bytes(line))
-    assert isinstance(record, SignedEntry)
-    return record.payload
+    def close(self) -> None:
+        if self.tree.size > self.size:
+            self.db.execute(
+                "UPDATE journals SET size = ?, head = ?, frontier = ?, sealed = ?, "
+                "title = COALESCE(title, ?) WHERE id = ?",
+                (self.tree.size, self.head, b"".join(self.tree.stack), int(self.sealed), self.title, self.journal),
+            )
 
 
 def _tree(size: int, frontier: bytes) -> merkle.CompactTree:

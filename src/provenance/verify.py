@@ -46,6 +46,7 @@ from .journal import (
     Checkpoint,
     Header,
     KeyRecord,
+    Record,
     SignedEntry,
     TimestampRecord,
     origin_for,
@@ -54,6 +55,7 @@ from .journal import (
 from .keys import PublicKey
 
 __all__ = [
+    "StreamingVerifier",
     "TimestampCheck",
     "Verdict",
     "iter_file_lines",
@@ -149,16 +151,19 @@ class Verdict:
         }
 
 
-class _Stream:
-    """State of one streaming verification."""
+class StreamingVerifier:
+    """One streaming verification: `feed` each line, then `finish`.
+
+    Both raise a `VerificationError` subclass at the first failure.
+    """
 
     def __init__(
         self,
-        trusted: Sequence[PublicKey],
-        held: Sequence[Checkpoint],
-        tsa_roots: Sequence[bytes],
-        thorough: bool,
-        visitor: EntryVisitor | None,
+        trusted: Sequence[PublicKey] = (),
+        held: Sequence[Checkpoint] = (),
+        tsa_roots: Sequence[bytes] = (),
+        thorough: bool = False,
+        visitor: EntryVisitor | None = None,
         blob_visitor: BlobVisitor | None = None,
     ) -> None:
         self.blob_visitor = blob_visitor
@@ -186,7 +191,7 @@ class _Stream:
 
     # -- records -------------------------------------------------------------
 
-    def feed(self, line: bytes) -> None:
+    def feed(self, line: bytes) -> Record:
         self.line_no += 1
         if not line.endswith(b"\n") or line[:1].isspace() or line[:-1].rstrip() != line[:-1]:
             raise MalformedDataError(f"line {self.line_no} is not one JSON object ending in a newline")
@@ -194,11 +199,18 @@ class _Stream:
             record = parse_line(line[:-1])
         except MalformedDataError as exc:
             raise MalformedDataError(f"line {self.line_no}: {exc}") from None
+        if record.to_line() != line[:-1]:
+            # One spelling per record: nothing in a journal file can change unnoticed.
+            raise MalformedDataError(f"line {self.line_no} is not in canonical form (RFC 8785)")
         if self.header is None:
             if not isinstance(record, Header):
                 raise MalformedDataError("the file does not start with a journal header")
             self.header = record
-            return
+            return record
+        self._dispatch(record)
+        return record
+
+    def _dispatch(self, record: Record) -> None:
         if isinstance(record, SignedEntry):
             self._entry(record)
         elif isinstance(record, Checkpoint):
@@ -286,6 +298,8 @@ class _Stream:
             )
         if checkpoint.size < size or checkpoint.size == 0:
             raise MalformedDataError(f"checkpoint for size {checkpoint.size} is out of place")
+        if self.last_checkpoint is not None and self.last_checkpoint.size == size:
+            raise MalformedDataError(f"a second checkpoint for size {size}")
         if checkpoint.root != self.tree.root():
             # Locate the culprit if an entry's own signature fails; else the
             # entries were swapped for validly signed ones, or the root altered.
@@ -357,6 +371,9 @@ class _Stream:
                 f"entries {first}..{size - 1} are not covered by a signed checkpoint (cut short or unfinished)"
             )
         signers = tuple(self.signers)
+        unused = set(self.keys) - set(signers)
+        if unused:
+            raise MalformedDataError(f"key {sorted(unused)[0]} is listed but signs nothing")
         untrusted = tuple(k for k in signers if k not in self.trusted)
         common: dict[str, Any] = {
             "journal": self.header.journal,
@@ -404,7 +421,7 @@ def verify_lines(
     has been checked: act on what it saw only if the verdict is valid), and
     `blob_visitor` each optional blob.
     """
-    stream = _Stream(trusted, checkpoints, tsa_roots, thorough, visitor, blob_visitor)
+    stream = StreamingVerifier(trusted, checkpoints, tsa_roots, thorough, visitor, blob_visitor)
     try:
         for line in lines:
             stream.feed(line)

@@ -85,12 +85,42 @@ def build() -> dict[str, bytes]:
     }
 
 
+DOC = HERE.parents[1] / "docs" / "format.md"
+DOC_SECTION = "## 9. Test vectors"
+
+
+def doc_section(files: dict[str, bytes]) -> str:
+    """The test-vector section of docs/format.md, made from the files themselves."""
+
+    def block(name: str, lang: str = "") -> str:
+        return f"```{lang}\n{files[name].decode()}```\n"
+
+    return (
+        f"{DOC_SECTION}\n\n"
+        "Key seed `0102…1f20` (32 bytes 0x01…0x20), journal id `0123456789abcdef0123456789abcdef`,\n"
+        "times from 2026-11-22T09:30:00Z. Regenerate with `python tests/vectors/make_vectors.py --write`\n"
+        "(which also rewrites this section).\n\n"
+        "`tests/vectors/summary.json`:\n\n" + block("summary.json", "json") + "\n"
+        "`tests/vectors/public-key.pem`:\n\n" + block("public-key.pem") + "\n"
+        "`tests/vectors/encoding-v1.json` — the values `{\"guidance\": 7.5, \"steps\": 30, "
+        "\"seed\": 18446744073709551557, \"ratio\": 1.0, \"$weird\": b\"\\x00\\xff\"}`:\n\n"
+        + block("encoding-v1.json", "json") + "\n"
+        "`tests/vectors/pae-v1.txt` — DSSE PAE of the payload `{}`:\n\n" + block("pae-v1.txt") + "\n"
+        "`tests/vectors/checkpoint-v1.txt` — the checkpoint after the fourth entry:\n\n"
+        + block("checkpoint-v1.txt") + "\n"
+        "`tests/vectors/journal-v1.jsonl` — the whole journal (a checkpoint after each entry):\n\n"
+        + block("journal-v1.jsonl")
+    )
+
+
 if __name__ == "__main__":
     files = build()
     if "--write" in sys.argv:
         for name, data in files.items():
             (HERE / name).write_bytes(data)
-        print(f"wrote {len(files)} vector files to {HERE}")
+        text = DOC.read_text(encoding="utf-8")
+        DOC.write_text(text[: text.index(DOC_SECTION)] + doc_section(files), encoding="utf-8")
+        print(f"wrote {len(files)} vector files to {HERE} and their section of {DOC}")
     else:
         for name, data in files.items():
             same = (HERE / name).is_file() and (HERE / name).read_bytes() == data
