@@ -299,6 +299,12 @@ def cmd_timestamp(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from . import _cli_images
+
+    if _is_file_target(args.target) and _cli_images.looks_like_image(Path(args.target)):
+        image_verdict = _cli_images.verify_image_file(Path(args.target), args)
+        _cli_images.print_image_verdict(image_verdict, args.json)
+        return EXIT_OK if image_verdict.ok() else EXIT_INVALID
     verdict = _verify_target(
         args.target,
         trusted=_trusted(args.trust),
@@ -384,8 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--tsa", required=True, metavar="URL", help="the time-stamping authority's URL")
     sub.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
 
-    sub = command("verify", cmd_verify, "verify a journal file or a stored journal")
-    sub.add_argument("target", metavar="FILE|JOURNAL")
+    sub = command("verify", cmd_verify, "verify an image, a journal file or a stored journal")
+    sub.add_argument("target", metavar="IMAGE|FILE|JOURNAL")
     sub.add_argument("--trust", action="append", default=[], metavar="PUBLIC_KEY_FILE",
                      help="pin a signer's public key (PEM or OpenSSH); repeatable")
     sub.add_argument("--checkpoint", action="append", default=[], metavar="NOTE_FILE",
@@ -394,13 +400,56 @@ def build_parser() -> argparse.ArgumentParser:
                      help="pin a time-stamping authority's root certificate; repeatable")
     sub.add_argument("--thorough", action="store_true", help="also check every entry's own signature")
     sub.add_argument("--json", action="store_true", help="print a machine-readable verdict")
-
-    _register_extensions(command)
+    _register_extensions(command, sub)
     return parser
 
 
-def _register_extensions(command: Callable[[str, Handler, str], argparse.ArgumentParser]) -> None:
+def _register_extensions(
+    command: Callable[[str, Handler, str], argparse.ArgumentParser], verify: argparse.ArgumentParser
+) -> None:
     """Commands that live in other modules (images, recording, report) add themselves here."""
+    from . import _cli_images
+
+    _cli_images.image_verify_options(verify)
+    _cli_images.register(command)
+    _cli_images.register_matching(command)
+    sub = command("replay", cmd_replay, "re-run recorded generations on your pipeline and report what reproduces")
+    sub.add_argument("journal", metavar="JOURNAL|FILE")
+    sub.add_argument("--pipeline", required=True, metavar="MODULE:FACTORY",
+                     help="a factory returning the pipeline (called with the mode if it takes an argument)")
+    sub.add_argument("--json", action="store_true")
+
+    sub = command("demo", cmd_demo, "run a complete recorded session offline, export it and verify it")
+    sub.add_argument("directory", nargs="?", default="provenance-demo", metavar="DIR")
+    sub.add_argument("--engine", choices=["auto", "diffusers", "procedural"], default="auto",
+                     help="image source (default: the tiny diffusers pipeline when installed)")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    use = None if args.engine == "auto" else args.engine == "diffusers"
+    result = run_demo(args.directory, use_diffusers=use)
+    return EXIT_OK if all(v.ok() for v in result["verdicts"].values()) else EXIT_INVALID
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .replay import load_factory, replay_file, replay_lines
+
+    factory = load_factory(args.pipeline)
+    if _is_file_target(args.journal):
+        results = replay_file(args.journal, factory)
+    else:
+        with _open_store() as store:
+            results = replay_lines(store.export_lines(store.resolve(args.journal)), factory)
+    if args.json:
+        sys.stdout.write(json.dumps([r.to_json() for r in results], indent=2) + "\n")
+    else:
+        for r in results:
+            _out(f"generation {r.generation:>3} (entry {r.seq}, {r.mode}): {r.status.upper():<10} {r.reason}")
+        counts = {s: sum(1 for r in results if r.status == s) for s in ("reproduced", "similar", "differs", "skipped")}
+        _out(", ".join(f"{n} {s}" for s, n in counts.items()))
+    return EXIT_OK if all(r.status in ("reproduced", "similar", "skipped") for r in results) else EXIT_INVALID
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:

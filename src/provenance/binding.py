@@ -1,0 +1,453 @@
+"""Bind journals to images: attach on export, verify an image against its journal.
+
+Exporting an image appends an ``export`` entry that binds the file three ways,
+then a signed checkpoint covers it:
+
+* a *hard binding*: SHA-256 over the file with the provenance data itself left
+  out (`provenance._formats.binding_hash`), so embedding the journal does not
+  change it, but any other byte does;
+* a *pixel hash* over the decoded pixels in a canonical form, which holds when
+  only metadata changed;
+* a *perceptual hash* for matching re-encoded or cropped copies (`provenance.match`).
+
+The journal then travels inside the file (PNG iTXt, JPEG APP11, WebP chunk), in
+a sidecar file beside it, or -- for very long journals -- in *compact* form: only
+the export entry, the checkpoint covering it and its RFC 6962 inclusion proof,
+with a pointer to the full journal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from PIL import Image
+
+from . import _formats, merkle
+from ._encoding import b64decode, b64encode, canonical_json, strict_loads
+from .errors import (
+    BadSignatureError,
+    BindingError,
+    ImageFormatError,
+    MalformedDataError,
+    NoProvenanceError,
+    UsageError,
+    VerificationError,
+)
+from .images import ImageDigest, ImageSource, digest_loaded, load_image, read_image_file
+from .journal import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    Checkpoint,
+    Header,
+    KeyRecord,
+    SignedEntry,
+    origin_for,
+    parse_line,
+)
+from .keys import PublicKey, SigningKey
+from .store import Store
+from .verify import Verdict, failure_code, verify_lines
+
+if TYPE_CHECKING:
+    from .recorder import Session
+
+__all__ = [
+    "EXPORT_KIND",
+    "SIDECAR_SUFFIX",
+    "AttachResult",
+    "ImageVerdict",
+    "attach",
+    "inspect_image",
+    "journal_lines_from_image",
+    "save_and_attach",
+    "verify_image",
+]
+
+EXPORT_KIND = "export"
+SIDECAR_SUFFIX = ".provenance.jsonl"
+MODES = ("embed", "sidecar", "compact")
+_PROOF_TYPE = "journal-proof"
+
+
+@attrs.frozen
+class AttachResult:
+    data: bytes  # the image file to write
+    sidecar: bytes | None  # the journal file to write beside it, in sidecar mode
+    entry: SignedEntry  # the export entry
+    format: str
+
+
+def _file_binding(data: bytes, fmt: str | None) -> str:
+    if fmt is None:
+        return hashlib.sha256(data).hexdigest()
+    return _formats.binding_hash(data).hex()
+
+
+def _detect(data: bytes) -> str | None:
+    try:
+        return _formats.detect(data)
+    except ImageFormatError:
+        return None
+
+
+def _decode_any(data: bytes, fmt: str | None) -> Image.Image:
+    """Decode for the pixel hash: our three formats safely; others through Pillow with its bomb guard."""
+    if fmt is not None:
+        return _formats.decode(data)
+    try:
+        image = Image.open(io.BytesIO(data))
+        if image.width * image.height > _formats.DEFAULT_MAX_PIXELS:
+            raise ImageFormatError("image is too large to decode")
+        image.load()
+    except ImageFormatError:
+        raise
+    except Exception as exc:
+        raise ImageFormatError(f"cannot decode image: {str(exc).splitlines()[0][:200] if str(exc) else exc}") from None
+    return image
+
+
+def attach(
+    data: bytes,
+    *,
+    store: Store,
+    journal: str,
+    key: SigningKey,
+    mode: str = "embed",
+    file_name: str | None = None,
+    digest: ImageDigest | None = None,
+    source: str | None = None,
+) -> AttachResult:
+    """Append the export entry that binds `data`, and return the file with the journal attached.
+
+    `digest`, when the caller already holds the hashes of exactly these pixels
+    (a lossless save of an image it generated), spares decoding the file.
+    `source` is the pixel hash of the recorded candidate this image is.
+    """
+    if mode not in MODES:
+        raise UsageError(f"mode must be one of {', '.join(MODES)}")
+    fmt = _detect(data)
+    if fmt is None and mode != "sidecar":
+        raise UsageError("only PNG, JPEG and WebP can carry an embedded journal; use a sidecar")
+    prepared = _formats.prepare(data) if fmt is not None else data
+    if digest is None or digest.phash is None:
+        digest = digest_loaded(_decode_any(prepared, fmt), None)
+    binding = {
+        "alg": "sha256",
+        "file_sha256": _file_binding(prepared, fmt),
+        "excludes": "provenance data" if fmt is not None else "nothing",
+        "pixel_sha256": digest.pixel_sha256,
+        "phash": digest.phash,
+        "width": digest.width,
+        "height": digest.height,
+        "mode": digest.mode,
+    }
+    body: dict[str, Any] = {"file": file_name, "format": fmt, "attach": mode, "binding": binding, "source": source}
+    entry = store.append(journal, EXPORT_KIND, body, key=key, actor="human")
+    if mode == "compact":
+        payload = b"".join(compact_lines(store, journal, entry))
+    else:
+        payload = b"".join(store.export_lines(journal, blobs=False))
+    if mode == "sidecar":
+        return AttachResult(prepared, b"".join(store.export_lines(journal)), entry, fmt or "other")
+    assert fmt is not None
+    return AttachResult(_formats.embed(prepared, payload), None, entry, fmt)
+
+
+def compact_lines(store: Store, journal: str, entry: SignedEntry) -> Iterator[bytes]:
+    """The compact attachment: export entry, its checkpoint and inclusion proof, a pointer."""
+    size = entry.entry.seq + 1
+    checkpoint = store.checkpoint(journal, size)
+    leaves = store.leaf_hashes(journal, size)
+    proof = merkle.inclusion_proof(leaves, entry.entry.seq)
+    yield canonical_json(
+        {
+            "type": _PROOF_TYPE,
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "journal": journal,
+            "origin": origin_for(journal),
+        }
+    ) + b"\n"
+    for public in store.public_keys(journal):
+        yield KeyRecord(public).to_line() + b"\n"
+    yield entry.to_line() + b"\n"
+    yield checkpoint.to_line() + b"\n"
+    yield canonical_json(
+        {"type": "inclusion", "seq": entry.entry.seq, "size": size, "path": [b64encode(h) for h in proof]}
+    ) + b"\n"
+
+
+def save_and_attach(
+    session: Session, image: ImageSource, path: Path, *, mode: str = "embed", format: str | None = None,
+    quality: int = 92,
+) -> Path:
+    """Encode `image` (if it is not a file already), attach the session's journal, write it."""
+    decoded, data = load_image(image)
+    digest = None
+    if data is None:
+        fmt = (format or path.suffix.lstrip(".") or "png").lower()
+        fmt = {"jpg": "jpeg"}.get(fmt, fmt)
+        buffer = io.BytesIO()
+        options: dict[str, Any] = {"quality": quality} if fmt in ("jpeg", "webp") else {}
+        if fmt == "jpeg" and decoded.mode not in ("RGB", "L", "CMYK"):
+            decoded = decoded.convert("RGB")
+        decoded.save(buffer, format=fmt.upper(), **options)
+        data = buffer.getvalue()
+        if fmt == "png":
+            # A PNG holds exactly these pixels: reuse the hashes rather than decode again.
+            digest = digest_loaded(decoded, None, perceptual=True)
+    source = digest.pixel_sha256 if digest is not None else digest_loaded(decoded, None, perceptual=False).pixel_sha256
+    result = attach(
+        data, store=session.store, journal=session.journal, key=session.key, mode=mode,
+        file_name=path.name, digest=digest, source=source,
+    )
+    _write(path, result.data)
+    if result.sidecar is not None:
+        _write(sidecar_path(path), result.sidecar)
+    return path
+
+
+def sidecar_path(image_path: Path) -> Path:
+    return image_path.with_name(image_path.name + SIDECAR_SUFFIX)
+
+
+def _write(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+# -- verification ----------------------------------------------------------------
+
+
+@attrs.frozen
+class ImageVerdict:
+    """The verdict on an image: its journal's verdict and which binding held."""
+
+    journal: Verdict
+    binding: str  # "exact-file", "same-pixels" or "none"
+    carrier: str  # "embedded", "sidecar", "compact" or "none"
+    export_seq: int | None = None
+    reason_override: str | None = None
+    export: dict[str, Any] | None = None
+
+    @property
+    def status(self) -> str:
+        if self.journal.status == "invalid" or self.binding == "none":
+            return "invalid"
+        return self.journal.status
+
+    @property
+    def reason(self) -> str:
+        return self.reason_override or self.journal.reason
+
+    def ok(self) -> bool:
+        return self.status != "invalid" and self.journal.ok()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.journal.to_json(),
+            "status": self.status,
+            "ok": self.ok(),
+            "reason": self.reason,
+            "binding": self.binding,
+            "carrier": self.carrier,
+            "export_entry": self.export_seq,
+        }
+
+
+def journal_lines_from_image(data: bytes) -> tuple[list[bytes], str] | None:
+    """The journal lines an image carries and how ("embedded" or "compact"); None if it carries none."""
+    payload = _formats.extract(data)
+    if payload is None:
+        return None
+    lines = payload.splitlines(keepends=True)
+    if not lines:
+        raise ImageFormatError("the provenance data is empty")
+    try:
+        first = strict_loads(lines[0])
+    except (ValueError, UnicodeDecodeError):
+        raise ImageFormatError("the provenance data is not a journal") from None
+    carrier = "compact" if isinstance(first, dict) and first.get("type") == _PROOF_TYPE else "embedded"
+    return lines, carrier
+
+
+def _invalid(reason: str, code: str, carrier: str) -> ImageVerdict:
+    return ImageVerdict(Verdict("invalid", reason, code), "none", carrier, reason_override=reason)
+
+
+def verify_image(
+    data: bytes,
+    *,
+    sidecar: bytes | None = None,
+    journal_lines: Sequence[bytes] | None = None,
+    trusted: Sequence[PublicKey] = (),
+    checkpoints: Sequence[Checkpoint] = (),
+    tsa_roots: Sequence[bytes] = (),
+) -> ImageVerdict:
+    """Verify the journal an image carries (or its sidecar) and that this file is the one it binds."""
+    fmt = _detect(data)
+    carried = journal_lines_from_image(data) if fmt is not None else None
+    proof: _CompactProof | None = None
+    if carried is not None and carried[1] == "compact":
+        try:
+            proof = _verify_compact(carried[0])
+        except VerificationError as exc:
+            return _invalid(str(exc), failure_code(exc), "compact")
+    if journal_lines is not None:
+        lines, carrier = list(journal_lines), "compact" if proof is not None else "given"
+    elif carried is not None and proof is None:
+        lines, carrier = carried
+    elif sidecar is not None:
+        lines, carrier = sidecar.splitlines(keepends=True), "sidecar"
+    elif proof is not None:
+        lines, carrier = [], "compact"
+    else:
+        error = NoProvenanceError("no provenance data in this image (stripped, or never attached)")
+        return _invalid(str(error), "no-provenance", "none")
+
+    exports: list[tuple[int, dict[str, Any]]] = []
+
+    def collect(signed: SignedEntry) -> None:
+        if signed.entry.kind == EXPORT_KIND:
+            exports.append((signed.entry.seq, dict(signed.entry.body)))
+
+    if lines:
+        held = [*checkpoints, proof.checkpoint] if proof is not None else list(checkpoints)
+        verdict = verify_lines(lines, trusted=trusted, checkpoints=held, tsa_roots=tsa_roots, visitor=collect)
+    else:
+        assert proof is not None
+        verdict = proof.verdict(trusted)
+        exports.append((proof.entry.entry.seq, dict(proof.entry.entry.body)))
+    if not verdict.valid:
+        return ImageVerdict(verdict, "none", carrier)
+    if proof is not None:
+        exports = [e for e in exports if e[0] == proof.entry.entry.seq]
+    return _check_binding(data, fmt, verdict, carrier, exports)
+
+
+def _check_binding(
+    data: bytes, fmt: str | None, verdict: Verdict, carrier: str, exports: list[tuple[int, dict[str, Any]]]
+) -> ImageVerdict:
+    if not exports:
+        reason = "the journal has no export entry binding an image"
+        return ImageVerdict(verdict, "none", carrier, reason_override=reason)
+    # The exact file first: one hashing pass, no decoding (the common, fast case).
+    file_hash = _file_binding(data, fmt)
+    for seq, body in reversed(exports):
+        binding = body.get("binding")
+        if isinstance(binding, dict) and binding.get("file_sha256") == file_hash:
+            return ImageVerdict(verdict, "exact-file", carrier, seq, export=body)
+    pixels = _formats.pixel_hash(_decode_any(data, fmt)).hex()
+    for seq, body in reversed(exports):
+        binding = body.get("binding")
+        if isinstance(binding, dict) and binding.get("pixel_sha256") == pixels:
+            reason = f"same pixels as export entry {seq}, but the file differs (metadata changed or re-saved)"
+            return ImageVerdict(verdict, "same-pixels", carrier, seq, reason_override=reason, export=body)
+    error = BindingError("this image is not the one the journal's export entry binds (file and pixels differ)")
+    return ImageVerdict(verdict, "none", carrier, reason_override=str(error))
+
+
+@attrs.frozen
+class _CompactProof:
+    journal: str
+    keys: dict[str, PublicKey]
+    entry: SignedEntry
+    checkpoint: Checkpoint
+    signers: tuple[str, ...]
+
+    def verdict(self, trusted: Sequence[PublicKey]) -> Verdict:
+        pinned = {k.keyid for k in trusted}
+        untrusted = tuple(k for k in self.signers if k not in pinned)
+        size = self.checkpoint.size
+        if not pinned:
+            status, reason, code = "untrusted", f"valid (compact): export entry included in {size} signed entries", \
+                "unpinned"
+        elif untrusted:
+            status, reason, code = "untrusted", f"signatures valid but signer {untrusted[0]} is not pinned", \
+                "untrusted-signer"
+        else:
+            status, reason, code = "valid", f"valid (compact): export entry included in {size} signed entries", "ok"
+        return Verdict(
+            status, reason, code, journal=self.journal, entries=size, root=self.checkpoint.root,
+            signers=self.signers, untrusted_signers=untrusted if pinned else self.signers, pinned=bool(pinned),
+            checkpoints=1, first_time=self.entry.entry.time, last_time=self.entry.entry.time,
+        )
+
+
+def _verify_compact(lines: Sequence[bytes]) -> _CompactProof:
+    """Check a compact attachment: signatures, and the inclusion proof of the export entry."""
+    try:
+        head = strict_loads(lines[0])
+        header = Header(head["journal"])
+        if head != strict_loads(Header(header.journal).to_line()) | {"type": _PROOF_TYPE}:
+            raise ValueError("bad compact header")
+        keys: dict[str, PublicKey] = {}
+        entry: SignedEntry | None = None
+        checkpoint: Checkpoint | None = None
+        inclusion: dict[str, Any] | None = None
+        for raw in lines[1:]:
+            if b'"type":"inclusion"' in raw:
+                inclusion = strict_loads(raw)
+                continue
+            record = parse_line(raw.rstrip(b"\n"))
+            if isinstance(record, KeyRecord):
+                keys[record.public.keyid] = record.public
+            elif isinstance(record, SignedEntry) and entry is None:
+                entry = record
+            elif isinstance(record, Checkpoint) and checkpoint is None:
+                checkpoint = record
+            else:
+                raise ValueError("unexpected record in compact attachment")
+        if entry is None or checkpoint is None or inclusion is None:
+            raise ValueError("compact attachment lacks its entry, checkpoint or proof")
+        path = [b64decode(h) for h in inclusion["path"]]
+        seq, size = inclusion["seq"], inclusion["size"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise MalformedDataError(f"malformed compact attachment: {exc}") from None
+    if entry.entry.journal != header.journal or checkpoint.origin != origin_for(header.journal):
+        raise BindingError("compact attachment mixes journals")
+    if entry.entry.kind != EXPORT_KIND or seq != entry.entry.seq or size != checkpoint.size:
+        raise MalformedDataError("compact attachment does not prove an export entry")
+    public = keys.get(entry.keyid)
+    if public is None or not entry.signature_valid(public):
+        raise BadSignatureError(f"export entry {seq}: signature does not verify")
+    signers = checkpoint.signers(keys)
+    if not signers or len(signers) != len(checkpoint.signatures):
+        raise BadSignatureError(f"checkpoint at size {size}: signature does not verify")
+    if not merkle.verify_inclusion(entry.leaf_hash, seq, size, path, checkpoint.root):
+        raise BadSignatureError("inclusion proof of the export entry does not verify (entry tampered)")
+    return _CompactProof(header.journal, keys, entry, checkpoint, tuple(dict.fromkeys([entry.keyid, *signers])))
+
+
+def inspect_image(data: bytes) -> dict[str, Any]:
+    """What provenance data a file carries, without verifying it."""
+    fmt = _formats.detect(data)
+    report: dict[str, Any] = {"format": fmt, "chunks": _formats.describe(data)}
+    carried = journal_lines_from_image(data)
+    if carried is None:
+        report["provenance"] = None
+        return report
+    lines, carrier = carried
+    entries = sum(1 for line in lines if b'"type":"entry"' in line)
+    journal = None
+    with contextlib.suppress(ValueError, AttributeError):
+        journal = strict_loads(lines[0]).get("journal")
+    report["provenance"] = {"carrier": carrier, "journal": journal, "lines": len(lines), "entries": entries,
+                            "bytes": sum(len(line) for line in lines)}
+    return report
+
+
+def read_image(path: str | os.PathLike[str]) -> bytes:
+    return read_image_file(path)
