@@ -413,6 +413,7 @@ def _register_extensions(
     _cli_images.image_verify_options(verify)
     _cli_images.register(command)
     _cli_images.register_matching(command)
+    _cli_images.register_importers(command)
     sub = command("replay", cmd_replay, "re-run recorded generations on your pipeline and report what reproduces")
     sub.add_argument("journal", metavar="JOURNAL|FILE")
     sub.add_argument("--pipeline", required=True, metavar="MODULE:FACTORY",

@@ -222,3 +222,29 @@ def register_matching(command: Command) -> None:
     sub = command("find", cmd_find, "search every journal in the local store for a suspect image")
     sub.add_argument("suspect", metavar="SUSPECT")
     sub.add_argument("--json", action="store_true")
+
+
+def cmd_import_metadata(args: argparse.Namespace) -> int:
+    from .importers import import_from_image
+    from .recorder import Session
+
+    result = import_from_image(Path(args.image))
+    key = cli._signing_key(args)
+    with cli._open_store() as store:
+        session = Session(journal=args.journal, store=store, key=key)
+        entries = session.import_metadata(result)
+    cli._out(f"imported {len(entries)} step(s) from {result.source} as unwitnessed history")
+    for note in result.skipped:
+        cli._out(f"  skipped: {note}")
+    return cli.EXIT_OK
+
+
+def register_importers(command: Command) -> None:
+    sub = command(
+        "import-metadata",
+        cmd_import_metadata,
+        "record AUTOMATIC1111 / ComfyUI / InvokeAI / NovelAI metadata from an image as imported, unwitnessed steps",
+    )
+    sub.add_argument("image", metavar="IMAGE")
+    sub.add_argument("--journal", required=True, metavar="JOURNAL")
+    cli._add_key_options(sub)
