@@ -301,6 +301,11 @@ def cmd_timestamp(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from . import _cli_images
 
+    if Path(args.target).is_dir():
+        from . import _cli_report
+
+        return _cli_report.verify_directory(args)
+
     if _is_file_target(args.target) and _cli_images.looks_like_image(Path(args.target)):
         image_verdict = _cli_images.verify_image_file(Path(args.target), args)
         _cli_images.print_image_verdict(image_verdict, args.json)
@@ -391,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
 
     sub = command("verify", cmd_verify, "verify an image, a journal file or a stored journal")
-    sub.add_argument("target", metavar="IMAGE|FILE|JOURNAL")
+    sub.add_argument("target", metavar="IMAGE|FILE|JOURNAL|DIR")
     sub.add_argument("--trust", action="append", default=[], metavar="PUBLIC_KEY_FILE",
                      help="pin a signer's public key (PEM or OpenSSH); repeatable")
     sub.add_argument("--checkpoint", action="append", default=[], metavar="NOTE_FILE",
@@ -412,6 +417,10 @@ def _register_extensions(
 
     _cli_images.image_verify_options(verify)
     _cli_images.register(command)
+    from . import _cli_report
+
+    _cli_report.add_directory_options(verify)
+    _cli_report.register(command)
     _cli_images.register_matching(command)
     _cli_images.register_importers(command)
     sub = command("replay", cmd_replay, "re-run recorded generations on your pipeline and report what reproduces")
