@@ -279,7 +279,7 @@ def test_verify_usage_errors(cli: CLI, journal: tuple[str, Path], tmp_path: Path
     _, path = journal
     missing = cli("verify", str(tmp_path / "missing.jsonl"))
     assert missing.code == 2 and "no such file" in one_line(missing.err)
-    assert cli("verify", str(tmp_path)).code == 2  # a directory
+    assert cli("verify", str(tmp_path / "no-such-dir") + "/").code == 2  # a missing directory
     garbage_key = tmp_path / "garbage.pem"
     garbage_key.write_bytes(b"not a key at all")
     bad_trust = cli("verify", str(path), "--trust", str(garbage_key))

@@ -36,6 +36,7 @@ __all__ = [
     "decode_value",
     "encode_value",
     "format_time",
+    "is_canonical_json",
     "parse_time",
     "strict_loads",
 ]
@@ -86,29 +87,39 @@ def encode_value(value: Any, _depth: int = 0) -> Any:
 
 def decode_value(value: Any, _depth: int = 0) -> Any:
     """Invert `encode_value`; raises ValueError on a malformed tag."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is int:
+        if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            return value
+        raise ValueError("bare integer outside the safe range")
     if _depth > _MAX_DEPTH:
         raise ValueError("value is nested too deeply")
-    if isinstance(value, dict):
+    if kind is dict:
         if len(value) == 1:
             ((key, item),) = value.items()
             if key in _TAGS:
                 return _decode_tag(key, item)
         out: dict[str, Any] = {}
         for key, item in value.items():
-            if key.startswith("$"):
-                if not key.startswith("$$"):
+            if key[:1] == "$":
+                if key[:2] != "$$":
                     raise ValueError(f"unknown tag {key[:20]!r}")
                 key = key[1:]
-            out[key] = decode_value(item, _depth + 1)
+            # Scalars are the common case: skip the call for them (verification hot path).
+            item_kind = type(item)
+            if item_kind is str or item_kind is bool or item is None:
+                out[key] = item
+            else:
+                out[key] = decode_value(item, _depth + 1)
         return out
-    if isinstance(value, list):
+    if kind is list:
         return [decode_value(item, _depth + 1) for item in value]
-    if isinstance(value, float):
+    if kind is float:
         # Canonical entries never carry bare floats; refuse rather than guess.
         raise ValueError("bare JSON float (floats must be tagged)")
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SAFE_INTEGER:
-        raise ValueError("bare integer outside the safe range")
-    return value
+    raise ValueError(f"unexpected JSON value of type {kind.__name__}")
 
 
 def _decode_tag(tag: str, item: Any) -> Any:
@@ -156,10 +167,17 @@ def _no_constants(name: str) -> Any:
 _STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
 
 
-def strict_loads(data: bytes | str) -> Any:
+# Without the duplicate-key hook (which costs a Python call per object): only for
+# text that is then checked with `is_canonical_json`, which a duplicate key
+# cannot pass (the parsed object has fewer members than the text).
+_CANONICAL_DECODER = json.JSONDecoder(parse_constant=_no_constants)
+
+
+def strict_loads(data: bytes | str, *, canonical_check_follows: bool = False) -> Any:
     """json.loads that refuses duplicate keys and NaN/Infinity, as RFC 8785 input must."""
     text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
-    value, end = _STRICT_DECODER.raw_decode(text)
+    decoder = _CANONICAL_DECODER if canonical_check_follows else _STRICT_DECODER
+    value, end = decoder.raw_decode(text)
     if text[end:].strip(" \t\n\r"):
         raise ValueError("extra data after the JSON value")
     if text[:1].isspace():
@@ -193,6 +211,19 @@ def _fast_path_ok(value: Any, depth: int = 0) -> bool:
     if isinstance(value, list):
         return all(_fast_path_ok(v, depth + 1) for v in value)
     return False
+
+
+def is_canonical_json(value: Any, spelled: bytes) -> bool:
+    """Whether `spelled` is exactly the RFC 8785 form of `value` (as parsed from it)."""
+    if spelled.isascii():
+        # ASCII text has no keys whose UTF-16 and code-point orders differ, and
+        # a bare float (which the standard library spells otherwise) is refused
+        # by `decode_value` anyway: the fast encoder decides alone.
+        try:
+            return _FAST_ENCODER.encode(value).encode("ascii") == spelled
+        except (ValueError, UnicodeEncodeError):
+            return False
+    return canonical_json(value) == spelled
 
 
 def canonical_json(value: Any) -> bytes:
