@@ -249,12 +249,10 @@ class Session:
     ) -> SignedEntry:
         """A new revision of the prompt (and negative prompt); the full text is kept."""
         previous = self._prompt
-        self._prompt_revision += 1
-        self._prompt = (prompt, negative)
-        return self._append(
+        signed = self._append(
             "prompt.set",
             {
-                "revision": self._prompt_revision,
+                "revision": self._prompt_revision + 1,
                 "prompt": prompt,
                 "negative_prompt": negative,
                 "changed": [
@@ -265,6 +263,10 @@ class Session:
             },
             actor,
         )
+        # Only once recorded: a refused entry must not change what the next one compares with.
+        self._prompt_revision += 1
+        self._prompt = (prompt, negative)
+        return signed
 
     def set_parameters(self, *, actor: Actor | str = Actor.HUMAN, **parameters: Any) -> SignedEntry | None:
         """Parameters set or changed; recorded as the change from the previous values."""
@@ -275,8 +277,11 @@ class Session:
         }
         if not changes:
             return None
-        self._parameters.update(parameters)
-        return self._append("params.set", {"changes": changes, "values": dict(self._parameters)}, actor)
+        values = {**self._parameters, **parameters}
+        signed = self._append("params.set", {"changes": changes, "values": values}, actor)
+        # Only once recorded: otherwise a refused value would count as "unchanged" next time.
+        self._parameters = values
+        return signed
 
     def record_generation(
         self,
@@ -330,6 +335,8 @@ class Session:
     ) -> SignedEntry:
         """The candidate(s) kept; by default every other candidate of that generation is rejected."""
         refs = list(chosen) if isinstance(chosen, Sequence) and not isinstance(chosen, str) else [chosen]
+        if not refs:
+            raise UsageError("select at least one candidate")
         kept = [self._resolve(r, generation) for r in refs]
         number = kept[0].generation
         if rejected is None:

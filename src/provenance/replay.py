@@ -113,8 +113,6 @@ def replay_lines(lines: Iterable[bytes], factory: Callable[..., Any]) -> list[Ge
 def replay_entries(
     generations: Sequence[SignedEntry], factory: Callable[..., Any], blobs: dict[str, bytes]
 ) -> list[GenerationReplay]:
-    import torch
-
     from .integrations.diffusers import _output_images, replay_arguments
 
     outputs: dict[str, Image.Image] = {}
@@ -149,6 +147,8 @@ def replay_entries(
             results.append(GenerationReplay(signed.entry.seq, number, mode, "skipped",
                                             f"inputs not in the journal: {', '.join(sorted(set(missing)))}"))
             continue
+        import torch  # only now: a journal with nothing to re-run needs no torch
+
         generator_info = pipeline.get("generator", {})
         seeds = generator_info.get("seeds") or []
         device = str(generator_info.get("device", "cpu"))

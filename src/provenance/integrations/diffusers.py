@@ -337,6 +337,13 @@ _TUPLE_ARGS = frozenset(
 )
 
 
+def _recorded_by_digest(value: Any) -> bool:
+    """Whether `_to_record` kept only a digest of this value (a tensor, an array, an image, or a list of them)."""
+    if isinstance(value, dict):
+        return any(key in value for key in ("tensor", "array", "image"))
+    return isinstance(value, list) and any(_recorded_by_digest(item) for item in value)
+
+
 def replay_arguments(inputs: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """Keyword arguments to repeat a recorded call (minus images and generator), and what is missing."""
     call = inputs.get("pipeline", {}).get("call", {})
@@ -345,7 +352,9 @@ def replay_arguments(inputs: Mapping[str, Any]) -> tuple[dict[str, Any], list[st
     for name, value in call.items():
         if name in _REPLAYABLE and (value is None or isinstance(value, (bool, int, float, str, list))):
             kwargs[name] = tuple(value) if name in _TUPLE_ARGS and isinstance(value, list) else value
-        elif isinstance(value, dict) and ("tensor" in value or "array" in value):
+        elif _recorded_by_digest(value) and not (name in ("image", "mask_image") and "image" in value):
+            # Only a digest is in the journal (replay finds `image`/`mask_image` itself):
+            # say so, rather than replay without it and report "differs".
             missing.append(name)
     if call.get("output_type") in (None, "pil"):
         kwargs["output_type"] = "pil"
