@@ -220,9 +220,10 @@ def test_pixel_hash_strips(monkeypatch: pytest.MonkeyPatch) -> None:
     for mode in ("1", "RGB", "I;16"):
         image = random_image(mode, (13, 29))
         whole = F.pixel_hash(image)
-        monkeypatch.setattr(_decode, "_STRIP_BYTES", 5)  # one row per strip
+        assert whole == F.pixel_hash(image.copy())
+        monkeypatch.setattr(_decode, "_ENCODE_CHUNK", 5)  # a few rows per chunk
         assert F.pixel_hash(image) == whole
-        monkeypatch.setattr(_decode, "_STRIP_BYTES", 100)
+        monkeypatch.setattr(_decode, "_ENCODE_CHUNK", 100)
         assert F.pixel_hash(image) == whole
         monkeypatch.undo()
 
