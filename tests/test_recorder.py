@@ -689,11 +689,6 @@ def test_export_of_an_existing_file_and_of_rgba_as_jpeg(session: Session, tmp_pa
     assert pixel_sha256(Image.open(copy)) == candidate.id
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (binding.save_and_attach): for JPEG it converts the image to RGB before taking the pixel hash "
-    "it records as `source`, so an RGBA/LA/P candidate exported as JPEG names no recorded candidate",
-)
 def test_jpeg_export_of_an_rgba_candidate_names_that_candidate(session: Session, tmp_path: Path) -> None:
     rgba = picture(1, mode="RGBA")
     candidate = session.record_generation([rgba]).candidates[0]

@@ -74,6 +74,8 @@ EXPORT_KIND = "export"
 SIDECAR_SUFFIX = ".provenance.jsonl"
 MODES = ("embed", "sidecar", "compact")
 _PROOF_TYPE = "journal-proof"
+# Modes Pillow writes to PNG and reads back unchanged, pixel for pixel.
+_PNG_EXACT_MODES = frozenset({"RGB", "RGBA", "L", "LA"})
 
 
 @attrs.frozen
@@ -191,19 +193,23 @@ def save_and_attach(
     """Encode `image` (if it is not a file already), attach the session's journal, write it."""
     decoded, data = load_image(image)
     digest = None
+    # The recorded image this export is of: hashed as the session holds it,
+    # before any conversion the file format needs (e.g. RGBA to RGB for JPEG).
+    source_digest = digest_loaded(decoded, None, perceptual=False)
     if data is None:
         fmt = (format or path.suffix.lstrip(".") or "png").lower()
         fmt = {"jpg": "jpeg"}.get(fmt, fmt)
         buffer = io.BytesIO()
         options: dict[str, Any] = {"quality": quality} if fmt in ("jpeg", "webp") else {}
+        to_save = decoded
         if fmt == "jpeg" and decoded.mode not in ("RGB", "L", "CMYK"):
-            decoded = decoded.convert("RGB")
-        decoded.save(buffer, format=fmt.upper(), **options)
+            to_save = decoded.convert("RGB")
+        to_save.save(buffer, format=fmt.upper(), **options)
         data = buffer.getvalue()
-        if fmt == "png":
+        if fmt == "png" and to_save.mode in _PNG_EXACT_MODES:
             # A PNG holds exactly these pixels: reuse the hashes rather than decode again.
-            digest = digest_loaded(decoded, None, perceptual=True)
-    source = digest.pixel_sha256 if digest is not None else digest_loaded(decoded, None, perceptual=False).pixel_sha256
+            digest = digest_loaded(to_save, None, perceptual=True)
+    source = source_digest.pixel_sha256
     result = attach(
         data, store=session.store, journal=session.journal, key=session.key, mode=mode,
         file_name=path.name, digest=digest, source=source,
@@ -298,7 +304,11 @@ def verify_image(
 ) -> ImageVerdict:
     """Verify the journal an image carries (or its sidecar) and that this file is the one it binds."""
     fmt = _detect(data)
-    carried = journal_lines_from_image(data) if fmt is not None else None
+    try:
+        carried = journal_lines_from_image(data) if fmt is not None else None
+    except ImageFormatError as exc:
+        # A corrupted payload or container is a finding about the evidence: a verdict, not an exception.
+        return _invalid(str(exc), "malformed", "none")
     proof: _CompactProof | None = None
     if carried is not None and carried[1] == "compact":
         try:
@@ -349,7 +359,12 @@ def _check_binding(
         binding = body.get("binding")
         if isinstance(binding, dict) and binding.get("file_sha256") == file_hash:
             return ImageVerdict(verdict, "exact-file", carrier, seq, export=body)
-    pixels = _formats.pixel_hash(_decode_any(data, fmt)).hex()
+    try:
+        pixels = _formats.pixel_hash(_decode_any(data, fmt)).hex()
+    except ImageFormatError as exc:
+        # Pixels that cannot be decoded are not the recorded ones: no binding holds.
+        reason = f"this image is not the one the journal's export entry binds (file differs; {exc})"
+        return ImageVerdict(verdict, "none", carrier, reason_override=reason)
     for seq, body in reversed(exports):
         binding = body.get("binding")
         if isinstance(binding, dict) and binding.get("pixel_sha256") == pixels:
@@ -389,31 +404,39 @@ class _CompactProof:
 def _verify_compact(lines: Sequence[bytes]) -> _CompactProof:
     """Check a compact attachment: signatures, and the inclusion proof of the export entry."""
     try:
+        # One layout and one spelling, as for journal files: a compact attachment must not
+        # be rewritable (lines reordered, keys repeated, JSON respelled) without notice.
+        if len(lines) < 5 or not all(raw.endswith(b"\n") for raw in lines):
+            raise ValueError("expected a header, keys, the export entry, its checkpoint and proof, one a line")
         head = strict_loads(lines[0])
         header = Header(head["journal"])
-        if head != strict_loads(Header(header.journal).to_line()) | {"type": _PROOF_TYPE}:
+        if lines[0] != canonical_json(strict_loads(header.to_line()) | {"type": _PROOF_TYPE}) + b"\n":
             raise ValueError("bad compact header")
+        *key_lines, entry_line, checkpoint_line, inclusion_line = lines[1:]
         keys: dict[str, PublicKey] = {}
-        entry: SignedEntry | None = None
-        checkpoint: Checkpoint | None = None
-        inclusion: dict[str, Any] | None = None
-        for raw in lines[1:]:
-            if b'"type":"inclusion"' in raw:
-                inclusion = strict_loads(raw)
-                continue
-            record = parse_line(raw.rstrip(b"\n"))
-            if isinstance(record, KeyRecord):
-                keys[record.public.keyid] = record.public
-            elif isinstance(record, SignedEntry) and entry is None:
-                entry = record
-            elif isinstance(record, Checkpoint) and checkpoint is None:
-                checkpoint = record
-            else:
-                raise ValueError("unexpected record in compact attachment")
-        if entry is None or checkpoint is None or inclusion is None:
-            raise ValueError("compact attachment lacks its entry, checkpoint or proof")
-        path = [b64decode(h) for h in inclusion["path"]]
+        for raw in key_lines:
+            record = _compact_record(raw)
+            if not isinstance(record, KeyRecord) or record.public.keyid in keys:
+                raise ValueError("expected each signer's key once, after the header")
+            keys[record.public.keyid] = record.public
+        entry = _compact_record(entry_line)
+        checkpoint = _compact_record(checkpoint_line)
+        if not isinstance(entry, SignedEntry) or not isinstance(checkpoint, Checkpoint):
+            raise ValueError("expected the export entry, then its checkpoint")
+        inclusion = strict_loads(inclusion_line)
+        if (
+            not isinstance(inclusion, dict)
+            or set(inclusion) != {"type", "seq", "size", "path"}
+            or inclusion["type"] != "inclusion"
+            or canonical_json(inclusion) + b"\n" != inclusion_line
+        ):
+            raise ValueError("bad inclusion proof line")
         seq, size = inclusion["seq"], inclusion["size"]
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in (seq, size)):
+            raise ValueError("inclusion proof seq and size must be integers")
+        path = [b64decode(h) for h in inclusion["path"]]
+        if any(len(h) != 32 for h in path):
+            raise ValueError("inclusion proof hashes must be 32 bytes")
     except (ValueError, KeyError, TypeError) as exc:
         raise MalformedDataError(f"malformed compact attachment: {exc}") from None
     if entry.entry.journal != header.journal or checkpoint.origin != origin_for(header.journal):
@@ -428,7 +451,16 @@ def _verify_compact(lines: Sequence[bytes]) -> _CompactProof:
         raise BadSignatureError(f"checkpoint at size {size}: signature does not verify")
     if not merkle.verify_inclusion(entry.leaf_hash, seq, size, path, checkpoint.root):
         raise BadSignatureError("inclusion proof of the export entry does not verify (entry tampered)")
+    if set(keys) - {entry.keyid, *signers}:
+        raise MalformedDataError("compact attachment lists a key that signs nothing")
     return _CompactProof(header.journal, keys, entry, checkpoint, tuple(dict.fromkeys([entry.keyid, *signers])))
+
+
+def _compact_record(raw: bytes) -> Any:
+    record = parse_line(raw[:-1])
+    if record.to_line() != raw[:-1]:
+        raise ValueError("a line is not in canonical form (RFC 8785)")
+    return record
 
 
 def inspect_image(data: bytes) -> dict[str, Any]:
