@@ -1,0 +1,461 @@
+"""Tests of `provenance.phash`: known answers, the string form, matching, odd inputs."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import pickle
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageDraw, ImageFilter
+
+from provenance import phash
+from provenance.phash import (
+    THRESHOLD,
+    Match,
+    PerceptualHash,
+    SuspectHash,
+    compare,
+    distance,
+    index_keys,
+    probe_keys,
+    reference_hash,
+    suspect_hash,
+)
+
+COUNT = 16  # stored hashes per reference
+FULL = (1 << 64) - 1
+hashes64 = st.integers(min_value=0, max_value=FULL)
+
+
+# --- generated test images ------------------------------------------------------------
+
+
+def _sky(size: int, top: tuple[int, int, int], bottom: tuple[int, int, int]) -> Image.Image:
+    ramp = Image.linear_gradient("L").resize((size, size))
+    return Image.composite(Image.new("RGB", (size, size), bottom), Image.new("RGB", (size, size), top), ramp)
+
+
+def hills(size: int = 256) -> Image.Image:
+    """A sky, a sun and two ridges."""
+    img = _sky(size, (40, 90, 170), (230, 210, 180))
+    d = ImageDraw.Draw(img)
+    s = size / 256
+    d.ellipse((170 * s, 30 * s, 210 * s, 70 * s), fill=(255, 240, 200))
+    d.polygon([(0, 150 * s), (60 * s, 110 * s), (130 * s, 160 * s), (200 * s, 120 * s),
+               (size, 150 * s), (size, size), (0, size)], fill=(70, 90, 60))
+    d.polygon([(0, 200 * s), (90 * s, 170 * s), (size, 210 * s), (size, size), (0, size)],
+              fill=(40, 50, 30))
+    return img.filter(ImageFilter.GaussianBlur(1))
+
+
+def room(size: int = 256) -> Image.Image:
+    """A room in one-point perspective with a bright window."""
+    img = Image.new("RGB", (size, size), (200, 190, 170))
+    d = ImageDraw.Draw(img)
+    s = size / 256
+    d.polygon([(0, size), (size, size), (170 * s, 170 * s), (80 * s, 170 * s)], fill=(120, 85, 55))
+    d.polygon([(0, 0), (80 * s, 80 * s), (80 * s, 170 * s), (0, size)], fill=(150, 140, 120))
+    d.rectangle((100 * s, 95 * s, 130 * s, 140 * s), fill=(250, 250, 240))
+    d.rectangle((20 * s, 180 * s, 90 * s, 230 * s), fill=(60, 40, 80))
+    return img.filter(ImageFilter.GaussianBlur(1))
+
+
+def blobs(size: int = 256) -> Image.Image:
+    """Overlapping coloured discs on a diagonal gradient."""
+    img = _sky(size, (20, 120, 110), (200, 60, 150)).rotate(45, fillcolor=(110, 90, 130))
+    d = ImageDraw.Draw(img)
+    s = size / 256
+    for i, (x, y, r) in enumerate([(60, 70, 40), (180, 90, 55), (110, 190, 45), (40, 210, 25)]):
+        d.ellipse(((x - r) * s, (y - r) * s, (x + r) * s, (y + r) * s),
+                  fill=((70 * i) % 256, 200 - 40 * i, 60 + 50 * i))
+    return img.filter(ImageFilter.GaussianBlur(2))
+
+
+def portrait(size: int = 256) -> Image.Image:
+    """A head and shoulders against a dark backdrop."""
+    img = _sky(size, (30, 30, 40), (90, 80, 70))
+    d = ImageDraw.Draw(img)
+    s = size / 256
+    d.ellipse((40 * s, 180 * s, 220 * s, 330 * s), fill=(40, 60, 120))
+    d.ellipse((90 * s, 60 * s, 170 * s, 170 * s), fill=(220, 180, 150))
+    d.chord((85 * s, 50 * s, 175 * s, 120 * s), 180, 360, fill=(60, 40, 20))
+    return img.filter(ImageFilter.GaussianBlur(1))
+
+
+SCENES = {"hills": hills, "room": room, "blobs": blobs, "portrait": portrait}
+
+
+def _reencode(image: Image.Image, fmt: str, **options: int) -> Image.Image:
+    buf = io.BytesIO()
+    image.save(buf, fmt, **options)
+    buf.seek(0)
+    out = Image.open(buf)
+    out.load()
+    return out
+
+
+def _trim(image: Image.Image, left: float, top: float, right: float, bottom: float) -> Image.Image:
+    w, h = image.size
+    return image.crop((round(left * w), round(top * h), w - round(right * w), h - round(bottom * h)))
+
+
+ALTERATIONS = {
+    "jpeg q50": lambda im: _reencode(im, "JPEG", quality=50),
+    "jpeg q75": lambda im: _reencode(im, "JPEG", quality=75),
+    "resize 25%": lambda im: im.resize((im.width // 4, im.height // 4), Image.Resampling.LANCZOS),
+    "resize 50%": lambda im: im.resize((im.width // 2, im.height // 2), Image.Resampling.BICUBIC),
+    "webp": lambda im: _reencode(im, "WEBP"),
+    "crop 5% each side": lambda im: _trim(im, 0.05, 0.05, 0.05, 0.05),
+    "crop 5% left": lambda im: _trim(im, 0.05, 0, 0, 0),
+    "crop 5% bottom": lambda im: _trim(im, 0, 0, 0, 0.05),
+    "crop 2.5% each side": lambda im: _trim(im, 0.025, 0.025, 0.025, 0.025),
+    "crop uneven": lambda im: _trim(im, 0.04, 0.01, 0.02, 0.035),
+    "crop + jpeg q50": lambda im: _reencode(_trim(im, 0.05, 0.05, 0.05, 0.05), "JPEG", quality=50),
+    "crop + resize + webp": lambda im: _reencode(
+        _trim(im, 0.03, 0.05, 0.0, 0.02).resize((100, 100), Image.Resampling.LANCZOS), "WEBP"
+    ),
+}
+
+
+# --- known answers ----------------------------------------------------------------------
+
+# Written from this implementation (Pillow's BOX resampling is stable across
+# versions); a change here is a change of the ph1 format and needs a new prefix.
+KNOWN = {
+    "hills": (
+        "ph1:iVuh_HoIi76JW6H8cgiLvolfofx6CIq-iV-h_HoIi76JW6H8KgiLvolbofwiCYu-iVuh_CoIir6JW6H8"
+        "KgiLroVfofx6CIu-gVeh_HoJi76BX6H8egiCvoFfofx6CIu-jVuh_CoIi76JU6H8IgmLvolbofwqCIq-iVuh"
+        "_CoIi74",
+        0x895BA1FC7A088BBE,
+        0xFBFBDFFFEBBF7DFF,
+    ),
+    "room": (
+        "ph1:pYuok-6kOKali6iX7oS456WLqJPupDimpYuol-6EuOelj4KT7qQ6pqWPipfuhDjmpY-Ak-6kOKalj4iS"
+        "7oQ45qWfqpXupKqmoZuol-6EqGeli6iR7qS4pqWbqJXuhKhnpY-ike6kOqalj6qX7oS456WPopHurDimpY-q"
+        "le6EuOY",
+        0xA58BA893EEA438A6,
+        0xF7FBF7FFFFF72FFE,
+    ),
+    "blobs": (
+        "ph1:B3AfVRN7xC8HcB9NE3vUCQdwH1cTe8QtB3AfVRN7xC0HMB9dE3vBLwcwH00Te9QvBzAfVxN7wCcHMB9V"
+        "E3vEJwdwH18He9QsB1AfXQN71CkHdB9XB3vELAdwH10De8QsB3AfXxN7wCcHcB9dE3vUKwd0H1cTe8AlB3Af"
+        "XRN7xCU",
+        0x07701F55137BC42F,
+        0xFFFFFFF5FDEFEEDC,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KNOWN))
+def test_known_answers(name: str) -> None:
+    image = SCENES[name]()
+    expected_ref, expected_bits, expected_mask = KNOWN[name]
+    assert reference_hash(image).to_str() == expected_ref
+    s = suspect_hash(image)
+    assert (int(s), s.mask) == (expected_bits, expected_mask)
+
+
+def test_known_answer_of_flat_image_is_zero() -> None:
+    # No structure: every coefficient is zero, so every bit is 0 on every platform.
+    for mode, color in [("L", 77), ("RGB", (10, 200, 30)), ("F", 3.5), ("I;16", 40000)]:
+        ref = reference_hash(Image.new(mode, (40, 30), color))
+        assert ref.hashes == (0,) * COUNT
+        assert ref.to_str() == "ph1:" + "A" * 171
+
+
+def test_suspect_hash_is_the_untrimmed_reference_hash() -> None:
+    for make in SCENES.values():
+        image = make()
+        s = suspect_hash(image)
+        assert isinstance(s, int)
+        assert s == reference_hash(image).hashes[0]
+        assert s.bits == int(s)
+        assert 40 <= s.mask.bit_count() <= 56
+        assert distance(s, reference_hash(image)) == 0
+
+
+# --- the string form ----------------------------------------------------------------------
+
+
+@given(st.lists(hashes64, min_size=COUNT, max_size=COUNT))
+def test_str_round_trip(values: list[int]) -> None:
+    ph = PerceptualHash(tuple(values))
+    text = ph.to_str()
+    assert re.fullmatch(r"ph1:[A-Za-z0-9_-]{171}", text)
+    assert PerceptualHash.from_str(text) == ph
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "ph1:",
+        "ph1",
+        "ph2:" + "A" * 171,
+        "PH1:" + "A" * 171,
+        "ph1:" + "A" * 170,
+        "ph1:" + "A" * 172,
+        "ph1:" + "A" * 170 + "=",
+        "ph1:" + "A" * 169 + "==",
+        "ph1:" + "A" * 170 + "+",
+        "ph1:" + "A" * 170 + "/",
+        "ph1:" + "A" * 170 + " ",
+        "ph1:" + "A" * 170 + "\n",
+        " ph1:" + "A" * 170,
+        "ph1:" + "A" * 170 + "\u00c4",
+        "ph1:" + "A" * 170 + "\u0661",  # an Arabic-Indic digit: not ASCII
+        "ph1:" + "A" * 170 + "B",  # non-zero unused low bits: not the canonical encoding
+        "ph1:" + "A" * 170 + "P",
+        "ph1:" + "A" * 10_000_000,
+        "ph1:" + "!" * 171,
+    ],
+)
+def test_from_str_rejects_malformed(text: str) -> None:
+    with pytest.raises(ValueError):
+        PerceptualHash.from_str(text)
+
+
+@pytest.mark.parametrize("value", [None, 5, b"ph1:" + b"A" * 171, ["ph1:"]])
+def test_from_str_rejects_non_strings(value: object) -> None:
+    with pytest.raises(ValueError):
+        PerceptualHash.from_str(value)  # type: ignore[arg-type]
+
+
+@settings(max_examples=300)
+@given(st.text(max_size=200) | st.text(alphabet="ph1:AQgw_-=+/", min_size=170, max_size=180))
+def test_from_str_raises_only_value_error(text: str) -> None:
+    try:
+        ph = PerceptualHash.from_str(text)
+    except ValueError:
+        return
+    assert ph.to_str() == text  # whatever parses is canonical
+
+
+@pytest.mark.parametrize(
+    ("hashes", "error"),
+    [
+        ((0,) * (COUNT - 1), ValueError),
+        ((0,) * (COUNT + 1), ValueError),
+        ((), ValueError),
+        ((-1,) + (0,) * (COUNT - 1), ValueError),
+        ((1 << 64,) + (0,) * (COUNT - 1), ValueError),
+        ((True,) + (0,) * (COUNT - 1), TypeError),
+        ((1.0,) + (0,) * (COUNT - 1), TypeError),
+        ([0] * COUNT, TypeError),
+    ],
+)
+def test_perceptual_hash_validates(hashes: object, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        PerceptualHash(hashes)  # type: ignore[arg-type]
+
+
+def test_perceptual_hash_is_frozen() -> None:
+    ph = PerceptualHash((0,) * COUNT)
+    with pytest.raises(AttributeError):
+        ph.hashes = (1,) * COUNT  # type: ignore[misc]
+
+
+# --- distance -------------------------------------------------------------------------------
+
+
+@given(hashes64, hashes64)
+def test_distance_of_plain_hashes_is_symmetric_hamming(a: int, b: int) -> None:
+    d = distance(a, PerceptualHash((b,) * COUNT))
+    assert d == distance(b, PerceptualHash((a,) * COUNT)) == (a ^ b).bit_count()
+    assert distance(a, PerceptualHash((a,) * COUNT)) == 0
+
+
+@given(hashes64, hashes64, hashes64, st.lists(hashes64, min_size=COUNT - 1, max_size=COUNT - 1))
+def test_distance_is_the_masked_minimum(bits: int, mask: int, near: int, rest: list[int]) -> None:
+    ref = PerceptualHash((near, *rest))
+    expected = min(((bits ^ h) & mask).bit_count() for h in ref.hashes)
+    assert distance(SuspectHash(bits, mask), ref) == expected
+    assert distance(SuspectHash(bits, mask), ref) <= distance(bits, ref)
+
+
+@pytest.mark.parametrize("bad", [-1, 1 << 64, True, 1.5, "0"])
+def test_distance_rejects_bad_suspects(bad: object) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        distance(bad, PerceptualHash((0,) * COUNT))  # type: ignore[arg-type]
+
+
+def test_suspect_hash_keeps_its_mask_through_pickle() -> None:
+    s = suspect_hash(hills())
+    again = pickle.loads(pickle.dumps(s))
+    assert isinstance(again, SuspectHash)
+    assert (int(again), again.mask) == (int(s), s.mask)
+    assert "mask=" in repr(s)
+
+
+# --- matching -------------------------------------------------------------------------------
+
+REFERENCES = {name: reference_hash(make()) for name, make in SCENES.items()}
+
+
+@pytest.mark.parametrize(("scene", "alteration"), list(itertools.product(sorted(SCENES), sorted(ALTERATIONS))))
+def test_altered_copies_match(scene: str, alteration: str) -> None:
+    copy = ALTERATIONS[alteration](SCENES[scene]())
+    result = compare(copy, REFERENCES[scene])
+    assert result.matched, result
+    assert result.threshold == THRESHOLD
+
+
+@pytest.mark.parametrize(("scene", "other"), list(itertools.permutations(sorted(SCENES), 2)))
+def test_unrelated_images_do_not_match(scene: str, other: str) -> None:
+    for alteration in ("jpeg q50", "crop 5% each side", "crop uneven"):
+        copy = ALTERATIONS[alteration](SCENES[scene]())
+        result = compare(copy, REFERENCES[other])
+        assert not result.matched, (alteration, result)
+        assert result.distance > THRESHOLD + 2  # with some margin, not by luck
+
+
+def test_large_source_matches_small_copy() -> None:
+    big = hills(1024)
+    small = _reencode(big.resize((200, 200), Image.Resampling.BILINEAR), "JPEG", quality=60)
+    assert compare(small, reference_hash(big)).matched
+
+
+def test_compare_threshold_and_match_validation() -> None:
+    copy = ALTERATIONS["crop 5% each side"](hills())
+    result = compare(copy, REFERENCES["hills"], threshold=64)
+    assert result == Match(distance=result.distance, threshold=64, matched=True)
+    assert not compare(copy, REFERENCES["room"], threshold=0).matched
+    with pytest.raises(ValueError):
+        Match(distance=5, threshold=4, matched=True)
+    with pytest.raises(ValueError):
+        compare(copy, REFERENCES["hills"], threshold=65)
+    with pytest.raises(TypeError):
+        Match(distance=1, threshold=4, matched=1)  # type: ignore[arg-type]
+
+
+# --- modes and sizes ------------------------------------------------------------------------
+
+MODES = ["1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB",
+         "HSV", "I", "I;16", "I;16B", "I;16L", "F"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("size", [(1, 1), (1, 7), (7, 1), (2, 3), (16, 16), (300, 5)])
+def test_any_mode_and_tiny_sizes(mode: str, size: tuple[int, int]) -> None:
+    image = Image.new(mode, size)
+    ref = reference_hash(image)
+    s = suspect_hash(image)
+    assert s == ref.hashes[0]
+    assert PerceptualHash.from_str(ref.to_str()) == ref
+    assert compare(image, ref).distance == 0
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "CMYK", "YCbCr", "I", "I;16", "F", "LA"])
+def test_modes_of_one_picture_agree(mode: str) -> None:
+    gray = room(128).convert("L")
+    expected = suspect_hash(gray)
+    if mode in ("I", "F"):
+        image = gray.convert(mode)
+    elif mode == "I;16":
+        image = gray.convert("I").point(lambda v: v * 257).convert("I;16")  # full 16-bit range
+    else:
+        image = gray.convert(mode)
+    got = suspect_hash(image)
+    assert ((got ^ expected) & expected.mask).bit_count() <= 1, mode
+
+
+def test_transparency_is_flattened_onto_white() -> None:
+    scene = blobs(128)
+    rgba = scene.convert("RGBA")
+    alpha = Image.new("L", scene.size, 255)
+    ImageDraw.Draw(alpha).rectangle((0, 0, 63, 127), fill=0)
+    rgba.putalpha(alpha)
+    flattened = Image.new("RGB", scene.size, (255, 255, 255))
+    flattened.paste(scene, mask=alpha)
+    assert suspect_hash(rgba) == suspect_hash(flattened)
+
+
+def test_wide_16_bit_values_are_not_clipped() -> None:
+    # In I;16, values above 255 would all become white through an "L" conversion.
+    gray = hills(128).convert("L")
+    wide = gray.convert("I").point(lambda v: v * 200 + 1000).convert("I;16")
+    assert distance(suspect_hash(wide), reference_hash(gray)) <= 1
+
+
+def test_exif_orientation_is_not_applied() -> None:
+    image = hills(128)
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    image.save(buf, "JPEG", quality=95, exif=exif)
+    loaded = Image.open(io.BytesIO(buf.getvalue()))
+    assert distance(suspect_hash(loaded), REFERENCES["hills"]) <= THRESHOLD
+
+
+def test_empty_and_non_images_are_refused() -> None:
+    for size in [(0, 0), (0, 5), (5, 0)]:
+        with pytest.raises(ValueError):
+            reference_hash(Image.new("RGB", size))
+        with pytest.raises(ValueError):
+            suspect_hash(Image.new("L", size))
+    with pytest.raises(TypeError):
+        suspect_hash(b"not an image")  # type: ignore[arg-type]
+
+
+# --- index --------------------------------------------------------------------------------
+
+
+def test_index_keys_are_small_and_banded() -> None:
+    keys = index_keys(REFERENCES["hills"])
+    assert keys == sorted(set(keys))
+    assert 4 <= len(keys) <= 4 * COUNT
+    assert all(0 <= k < 4 << 16 for k in keys)
+    assert {k >> 16 for k in keys} == {0, 1, 2, 3}
+    assert len(probe_keys(0, THRESHOLD)) == 4 * (1 + 16 * (THRESHOLD >= 4))
+
+
+def _flip(value: int, positions: list[int]) -> int:
+    for p in positions:
+        value ^= 1 << p
+    return value
+
+
+@settings(max_examples=300)
+@given(
+    hashes64,
+    st.lists(st.integers(0, 63), unique=True, max_size=8),
+    st.lists(st.integers(0, 63), unique=True, max_size=THRESHOLD),
+    st.integers(0, COUNT - 1),
+    st.lists(hashes64, min_size=COUNT, max_size=COUNT),
+)
+def test_index_never_misses_a_match(
+    bits: int, masked: list[int], flips: list[int], slot: int, others: list[int]
+) -> None:
+    mask = _flip(FULL, masked)
+    suspect = SuspectHash(bits, mask)
+    # A stored hash within THRESHOLD compared bits, whatever the masked-out bits hold.
+    near = _flip(bits, [p for p in flips if p not in masked] + masked[: len(masked) // 2])
+    stored = list(others)
+    stored[slot] = near
+    ref = PerceptualHash(tuple(stored))
+    assert distance(suspect, ref) <= THRESHOLD
+    assert set(probe_keys(suspect)) & set(index_keys(ref))
+
+
+def test_index_finds_altered_copies() -> None:
+    for name, make in SCENES.items():
+        keys = set(index_keys(REFERENCES[name]))
+        for alteration in ALTERATIONS.values():
+            assert set(probe_keys(suspect_hash(alteration(make())))) & keys
+
+
+def test_probe_keys_validate() -> None:
+    with pytest.raises(ValueError):
+        probe_keys(1 << 64)
+    with pytest.raises(ValueError):
+        probe_keys(0, -1)
+    assert len(probe_keys(0, 64)) == 4 << 16  # every key of every band
+
+
+def test_public_names() -> None:
+    assert set(phash.__all__) <= set(dir(phash))
+    assert THRESHOLD == phash.THRESHOLD
