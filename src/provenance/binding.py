@@ -68,6 +68,7 @@ __all__ = [
     "journal_lines_from_image",
     "save_and_attach",
     "verify_image",
+    "verify_image_file",
 ]
 
 EXPORT_KIND = "export"
@@ -481,5 +482,10 @@ def inspect_image(data: bytes) -> dict[str, Any]:
     return report
 
 
-def read_image(path: str | os.PathLike[str]) -> bytes:
-    return read_image_file(path)
+def verify_image_file(path: str | os.PathLike[str], **options: Any) -> ImageVerdict:
+    """`verify_image` for a file on disk; a sidecar journal beside it is used when present."""
+    data = read_image_file(path)
+    sidecar = sidecar_path(Path(path))
+    if "sidecar" not in options and sidecar.is_file():
+        options["sidecar"] = sidecar.read_bytes()
+    return verify_image(data, **options)
