@@ -69,7 +69,7 @@ _PAYLOAD_TYPE_BYTES = ENTRY_PAYLOAD_TYPE.encode()
 # A verifier holds entries waiting for a checkpoint in memory; the store writes a
 # checkpoint at least this often, and export keeps one at least this often, so
 # that an honest journal never makes it check more than it must.
-CHECKPOINT_SPAN = 4096
+CHECKPOINT_SPAN = 1024
 MAX_LINE = 32 * 2**20  # one journal line (an entry with small thumbnails fits easily)
 
 GENESIS_KIND = "journal.create"

@@ -39,6 +39,7 @@ from .errors import (
 )
 from .journal import (
     CHECKPOINT_SPAN,
+    ENTRY_PAYLOAD_TYPE,
     GENESIS_KIND,
     MAX_LINE,
     SEAL_KIND,
@@ -50,6 +51,7 @@ from .journal import (
     SignedEntry,
     TimestampRecord,
     origin_for,
+    pae,
     parse_line,
 )
 from .keys import PublicKey
@@ -177,7 +179,8 @@ class StreamingVerifier:
         self.keys: dict[str, PublicKey] = {}
         self.tree = merkle.CompactTree()
         self.prev: bytes | None = None
-        self.pending: list[SignedEntry] = []
+        # (seq, keyid, payload, signature): only what a later signature check needs.
+        self.pending: list[tuple[int, str, bytes, bytes]] = []
         self.unsigned: dict[str, int] = {}
         self.sealed = False
         self.last_checkpoint: Checkpoint | None = None
@@ -258,7 +261,7 @@ class StreamingVerifier:
         self.first_time = self.first_time or entry.time
         self.last_time = entry.time
         if not self.thorough and signed.signature is not None:
-            self.pending.append(signed)
+            self.pending.append((seq, signed.keyid, signed.payload, signed.signature))
             if len(self.pending) > _PENDING_LIMIT:
                 self._check_pending(frozenset())
         self._check_held()
@@ -266,14 +269,12 @@ class StreamingVerifier:
             self.visitor(signed)
 
     def _check_pending(self, covered_by: frozenset[str]) -> None:
-        for signed in self.pending:
-            if signed.keyid in covered_by:
+        for seq, keyid, payload, signature in self.pending:
+            if keyid in covered_by:
                 continue
-            if not signed.signature_valid(self.keys[signed.keyid]):
-                self.at = signed.entry.seq
-                raise BadSignatureError(
-                    f"entry {signed.entry.seq}: signature does not verify (entry tampered)"
-                )
+            if not self.keys[keyid].verify(signature, pae(ENTRY_PAYLOAD_TYPE, payload)):
+                self.at = seq
+                raise BadSignatureError(f"entry {seq}: signature does not verify (entry tampered)")
         self.pending.clear()
 
     def _check_unsigned(self, covered_by: frozenset[str]) -> None:
