@@ -27,6 +27,8 @@ def cmd_attach(args: argparse.Namespace) -> int:
     image = Path(args.image)
     data = read_image_file(image)
     mode = "sidecar" if args.sidecar else "compact" if args.compact else "embed"
+    if mode == "embed" and binding._detect(data) is None:
+        mode = "sidecar"  # docs/containers.md: any format other than PNG, JPEG and WebP gets a sidecar
     output = Path(args.output) if args.output else _default_output(image)
     key = cli._signing_key(args)
     with cli._open_store() as store:
@@ -107,7 +109,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    carried = binding.journal_lines_from_image(read_image_file(args.image))
+    data = read_image_file(args.image)
+    # Only PNG, JPEG and WebP can carry a journal; any other image may still have a sidecar.
+    carried = binding.journal_lines_from_image(data) if binding._detect(data) else None
     if carried is None:
         sidecar = binding.sidecar_path(Path(args.image))
         if not sidecar.is_file():
@@ -210,8 +214,10 @@ def _print_match(result: Any, as_json: bool) -> None:
     cli._out(f"{verdict}: distance {result.best.distance} (threshold {result.threshold}, "
              f"{result.compared} recorded images compared)")
     cli._out(f"  closest: {result.best.description}")
-    if result.best.journal_status and result.best.journal_status != "valid":
-        cli._out(f"  journal verdict: {result.best.journal_status}")
+    # `match` pins no key, so "untrusted" here only means "valid, signer not pinned" (as `verify` says).
+    status = {"untrusted": "valid, signer not pinned", "invalid": "NOT VALID"}.get(result.best.journal_status or "")
+    if status:
+        cli._out(f"  journal verdict: {status}")
 
 
 def register_matching(command: Command) -> None:
