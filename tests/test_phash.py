@@ -6,6 +6,7 @@ import io
 import itertools
 import pickle
 import re
+from array import array
 
 import pytest
 from hypothesis import given, settings
@@ -124,28 +125,29 @@ ALTERATIONS = {
 # --- known answers ----------------------------------------------------------------------
 
 # Written from this implementation (Pillow's BOX resampling is stable across
-# versions); a change here is a change of the ph1 format and needs a new prefix.
+# versions); a change here is a change of the ph2 format and needs a new prefix.
+# (ref string, luma bits, luma mask, chroma bits, chroma mask)
 KNOWN = {
     "hills": (
-        "ph1:iVuh_HoIi76JW6H8cgiLvolfofx6CIq-iV-h_HoIi76JW6H8KgiLvolbofwiCYu-iVuh_CoIir6JW6H8"
-        "KgiLroVfofx6CIu-gVeh_HoJi76BX6H8egiCvoFfofx6CIu-jVuh_CoIi76JU6H8IgmLvolbofwqCIq-iVuh"
-        "_CoIi74",
-        0x895BA1FC7A088BBE,
-        0xFBFBDFFFEBBF7DFF,
+        "ph2:iVuh_HoIi76JW6H8cgiLvolfofx6CIq-iVuh_HoIi76JW6H8KgiLvolTofwiCIuuiVuh_CoIir6JW6H8KgiLroVfgfx6"
+        "CIu-gVeh_HIJi76BX6H8egiCvoFfofx6CIO-iVuh_CoIi76JU6H8IgmLvolbofwqCIq-iVuh_CoIi777gbMJATpI9vuBs4kB"
+        "Okj2-5GjiwE6SHb7gbOLATpI9vqBswkBukj2-oGzCQG6SPb6kaOLAbpIdvqBs4sBukj2-4GzCQE6SPb7gbMJATpI9vuRo4sB"
+        "Okh2-4GjiwE6SPb6gbMJAbpI9vuBswkBukj2-pGjiwG6SHb7gbOLAbpI9g",
+        0x895BA1FC7A088BBE, 0xFBFBDFFFEBBF7DFF, 0xFB81B309013A48F6, 0xFA6BE771F869A220,
     ),
     "room": (
-        "ph1:pYuok-6kOKali6iX7oS456WLqJPupDimpYuol-6EuOelj4KT7qQ6pqWPipfuhDjmpY-Ak-6kOKalj4iS"
-        "7oQ45qWfqpXupKqmoZuol-6EqGeli6iR7qS4pqWbqJXuhKhnpY-ike6kOqalj6qX7oS456WPopHurDimpY-q"
-        "le6EuOY",
-        0xA58BA893EEA438A6,
-        0xF7FBF7FFFFF72FFE,
+        "ph2:pYuok-6kOKali6iX7oS456WLqJPupDimpYuol-6EuOalj4KT7qQ4pqWPipbuhDjmpYuAk-6kOKali4iS7oQ45qWfqpHu"
+        "pKgmoZuol-6EqGeli6iR7qQopqWbqJXuhKhnpY-ike6kOqalj6qX7oSo56WPopHupDimpYuole6EOOZm3CM6mSNYxSbMMzqZ"
+        "MkjFZtwjOpkiWMUm3CM6mTJIxWbcIzqZI1zFJswjOpkyXMVm3CM6mTJYxSbcIzqZMlzFZtwjOpkjSMUmzDM6mTIJxWbcIzqZ"
+        "IkjFJtwzOpkySMVm3CM6mSJcxSbMMzqZMkzFZtwjOpkiWMUm3CM6mTJMxQ",
+        0xA58BA893EEA438A6, 0xF7FBF7FFFFF72FFE, 0x66DC233A992358C5, 0xBF69EA73CD400800,
     ),
     "blobs": (
-        "ph1:B3AfVRN7xC8HcB9NE3vUCQdwH1cTe8QtB3AfVRN7xC0HMB9dE3vBLwcwH00Te9QvBzAfVxN7wCcHMB9V"
-        "E3vEJwdwH18He9QsB1AfXQN71CkHdB9XB3vELAdwH10De8QsB3AfXxN7wCcHcB9dE3vUKwd0H1cTe8AlB3Af"
-        "XRN7xCU",
-        0x07701F55137BC42F,
-        0xFFFFFFF5FDEFEEDC,
+        "ph2:B3AfVRN7xCwHUB9FE3vUCAdwF1cTe8QsB3AfVRN7xCwHMB9VE3vAJwcwH0UTe1QrBzAXVxN7wCUHMB9VE3vEJQdwH18H"
+        "e8QsB1AfXQN71CgHcB9XA3vALAdwH10De8QoB3AfXxN7wCUHUB9dE3vUIQdwH1cTe8AlB3AfXRN7xCWMX-J4D-fieYxb4ngP"
+        "5-J8jFvieA9n8nyMW-J4D-fifIz_4ngP7-J8jP_ieA_v4nyM_-J4D-_ifIz_4ngP7-J8jFf6eQ9H8n2O1_p5D8fyfYxX-nkP"
+        "R_J9jFf6eQ_H8n2M1-p5D-fifYzX6nkP5-J9jNfyeA_n8n2M1-p5D-fifQ",
+        0x07701F55137BC42C, 0xFFFFFFF5FDEFEEDC, 0x8C5FE2780FE7E279, 0xFC53E7FAFF47EDB8,
     ),
 }
 
@@ -153,18 +155,22 @@ KNOWN = {
 @pytest.mark.parametrize("name", sorted(KNOWN))
 def test_known_answers(name: str) -> None:
     image = SCENES[name]()
-    expected_ref, expected_bits, expected_mask = KNOWN[name]
+    expected_ref, *expected_suspect = KNOWN[name]
     assert reference_hash(image).to_str() == expected_ref
     s = suspect_hash(image)
-    assert (int(s), s.mask) == (expected_bits, expected_mask)
+    assert [int(s), s.mask, s.chroma, s.chroma_mask] == expected_suspect
 
 
 def test_known_answer_of_flat_image_is_zero() -> None:
     # No structure: every coefficient is zero, so every bit is 0 on every platform.
     for mode, color in [("L", 77), ("RGB", (10, 200, 30)), ("F", 3.5), ("I;16", 40000)]:
         ref = reference_hash(Image.new(mode, (40, 30), color))
-        assert ref.hashes == (0,) * COUNT
-        assert ref.to_str() == "ph1:" + "A" * 171
+        assert ref.hashes == ref.chroma == (0,) * COUNT
+        assert ref.to_str() == "ph2:" + "A" * 342
+        s = suspect_hash(Image.new(mode, (40, 30), color))
+        # Only the mean colour of the green image counts (Cb and Cr below neutral: 0 bits).
+        dc_bits = (1 << 63 | 1 << 31) if mode == "RGB" else 0
+        assert (int(s), s.chroma, s.chroma_mask) == (0, 0, dc_bits)
 
 
 def test_suspect_hash_is_the_untrimmed_reference_hash() -> None:
@@ -172,7 +178,10 @@ def test_suspect_hash_is_the_untrimmed_reference_hash() -> None:
         image = make()
         s = suspect_hash(image)
         assert isinstance(s, int)
-        assert s == reference_hash(image).hashes[0]
+        ref = reference_hash(image)
+        assert s == ref.hashes[0]
+        assert s.chroma == ref.chroma[0]
+        assert s.chroma_mask.bit_count() > 0  # the scenes are coloured
         assert s.bits == int(s)
         assert 40 <= s.mask.bit_count() <= 56
         assert distance(s, reference_hash(image)) == 0
@@ -181,11 +190,11 @@ def test_suspect_hash_is_the_untrimmed_reference_hash() -> None:
 # --- the string form ----------------------------------------------------------------------
 
 
-@given(st.lists(hashes64, min_size=COUNT, max_size=COUNT))
-def test_str_round_trip(values: list[int]) -> None:
-    ph = PerceptualHash(tuple(values))
+@given(st.lists(hashes64, min_size=COUNT, max_size=COUNT), st.lists(hashes64, min_size=COUNT, max_size=COUNT))
+def test_str_round_trip(values: list[int], chroma: list[int]) -> None:
+    ph = PerceptualHash(tuple(values), tuple(chroma))
     text = ph.to_str()
-    assert re.fullmatch(r"ph1:[A-Za-z0-9_-]{171}", text)
+    assert re.fullmatch(r"ph2:[A-Za-z0-9_-]{342}", text)
     assert PerceptualHash.from_str(text) == ph
 
 
@@ -193,25 +202,27 @@ def test_str_round_trip(values: list[int]) -> None:
     "text",
     [
         "",
-        "ph1:",
-        "ph1",
-        "ph2:" + "A" * 171,
-        "PH1:" + "A" * 171,
-        "ph1:" + "A" * 170,
-        "ph1:" + "A" * 172,
-        "ph1:" + "A" * 170 + "=",
-        "ph1:" + "A" * 169 + "==",
-        "ph1:" + "A" * 170 + "+",
-        "ph1:" + "A" * 170 + "/",
-        "ph1:" + "A" * 170 + " ",
-        "ph1:" + "A" * 170 + "\n",
-        " ph1:" + "A" * 170,
-        "ph1:" + "A" * 170 + "\u00c4",
-        "ph1:" + "A" * 170 + "\u0661",  # an Arabic-Indic digit: not ASCII
-        "ph1:" + "A" * 170 + "B",  # non-zero unused low bits: not the canonical encoding
-        "ph1:" + "A" * 170 + "P",
-        "ph1:" + "A" * 10_000_000,
-        "ph1:" + "!" * 171,
+        "ph2:",
+        "ph2",
+        "ph1:" + "A" * 171,  # the old luma-only format is refused
+        "ph1:" + "A" * 342,
+        "ph3:" + "A" * 342,
+        "PH2:" + "A" * 342,
+        "ph2:" + "A" * 341,
+        "ph2:" + "A" * 343,
+        "ph2:" + "A" * 341 + "=",
+        "ph2:" + "A" * 340 + "==",
+        "ph2:" + "A" * 341 + "+",
+        "ph2:" + "A" * 341 + "/",
+        "ph2:" + "A" * 341 + " ",
+        "ph2:" + "A" * 341 + "\n",
+        " ph2:" + "A" * 341,
+        "ph2:" + "A" * 341 + "\u00c4",
+        "ph2:" + "A" * 341 + "\u0661",  # an Arabic-Indic digit: not ASCII
+        "ph2:" + "A" * 341 + "B",  # non-zero unused low bits: not the canonical encoding
+        "ph2:" + "A" * 341 + "P",
+        "ph2:" + "A" * 10_000_000,
+        "ph2:" + "!" * 342,
     ],
 )
 def test_from_str_rejects_malformed(text: str) -> None:
@@ -219,14 +230,14 @@ def test_from_str_rejects_malformed(text: str) -> None:
         PerceptualHash.from_str(text)
 
 
-@pytest.mark.parametrize("value", [None, 5, b"ph1:" + b"A" * 171, ["ph1:"]])
+@pytest.mark.parametrize("value", [None, 5, b"ph2:" + b"A" * 342, ["ph2:"]])
 def test_from_str_rejects_non_strings(value: object) -> None:
     with pytest.raises(ValueError):
         PerceptualHash.from_str(value)  # type: ignore[arg-type]
 
 
 @settings(max_examples=300)
-@given(st.text(max_size=200) | st.text(alphabet="ph1:AQgw_-=+/", min_size=170, max_size=180))
+@given(st.text(max_size=200) | st.text(alphabet="ph2:AQgw_-=+/", min_size=340, max_size=350))
 def test_from_str_raises_only_value_error(text: str) -> None:
     try:
         ph = PerceptualHash.from_str(text)
@@ -251,6 +262,8 @@ def test_from_str_raises_only_value_error(text: str) -> None:
 def test_perceptual_hash_validates(hashes: object, error: type[Exception]) -> None:
     with pytest.raises(error):
         PerceptualHash(hashes)  # type: ignore[arg-type]
+    with pytest.raises(error):
+        PerceptualHash((0,) * COUNT, hashes)  # type: ignore[arg-type]
 
 
 def test_perceptual_hash_is_frozen() -> None:
@@ -277,6 +290,25 @@ def test_distance_is_the_masked_minimum(bits: int, mask: int, near: int, rest: l
     assert distance(SuspectHash(bits, mask), ref) <= distance(bits, ref)
 
 
+@given(
+    hashes64, hashes64, hashes64, hashes64,
+    st.lists(hashes64, min_size=COUNT, max_size=COUNT),
+    st.lists(hashes64, min_size=COUNT, max_size=COUNT),
+)
+def test_distance_adds_colour_per_region(
+    bits: int, mask: int, chroma: int, chroma_mask: int, luma: list[int], colour: list[int]
+) -> None:
+    ref = PerceptualHash(tuple(luma), tuple(colour))
+    s = SuspectHash(bits, mask, chroma, chroma_mask)
+    expected = min(
+        ((bits ^ h) & mask).bit_count() + ((chroma ^ c) & chroma_mask).bit_count()
+        for h, c in zip(luma, colour, strict=True)
+    )
+    assert distance(s, ref) == expected
+    # Never below the luma distance alone: what the index relies on.
+    assert distance(s, ref) >= distance(SuspectHash(bits, mask), ref)
+
+
 @pytest.mark.parametrize("bad", [-1, 1 << 64, True, 1.5, "0"])
 def test_distance_rejects_bad_suspects(bad: object) -> None:
     with pytest.raises((TypeError, ValueError)):
@@ -287,8 +319,9 @@ def test_suspect_hash_keeps_its_mask_through_pickle() -> None:
     s = suspect_hash(hills())
     again = pickle.loads(pickle.dumps(s))
     assert isinstance(again, SuspectHash)
-    assert (int(again), again.mask) == (int(s), s.mask)
-    assert "mask=" in repr(s)
+    assert (int(again), again.mask, again.chroma, again.chroma_mask) == (
+        int(s), s.mask, s.chroma, s.chroma_mask)
+    assert "chroma_mask=" in repr(s)
 
 
 # --- matching -------------------------------------------------------------------------------
@@ -327,7 +360,7 @@ def test_compare_threshold_and_match_validation() -> None:
     with pytest.raises(ValueError):
         Match(distance=5, threshold=4, matched=True)
     with pytest.raises(ValueError):
-        compare(copy, REFERENCES["hills"], threshold=65)
+        compare(copy, REFERENCES["hills"], threshold=129)
     with pytest.raises(TypeError):
         Match(distance=1, threshold=4, matched=1)  # type: ignore[arg-type]
 
@@ -459,3 +492,52 @@ def test_probe_keys_validate() -> None:
 def test_public_names() -> None:
     assert set(phash.__all__) <= set(dir(phash))
     assert THRESHOLD == phash.THRESHOLD
+
+
+# --- colour and the DCT ---------------------------------------------------------------------
+
+
+def test_colour_separates_pictures_of_the_same_luma_layout() -> None:
+    # Swapping Cb and Cr keeps the luma (the layout of light and dark) and changes the colours.
+    scene = hills()
+    y, cb, cr = scene.convert("YCbCr").split()
+    swapped = Image.merge("YCbCr", (y, cr, cb)).convert("RGB")
+    s = suspect_hash(swapped)
+    luma_only = SuspectHash(int(s), s.mask)
+    assert distance(luma_only, REFERENCES["hills"]) <= THRESHOLD  # luma alone would match
+    assert distance(s, REFERENCES["hills"]) > THRESHOLD + 2
+
+
+def test_grey_copy_of_a_colour_image_still_matches() -> None:
+    # A grey suspect has no colour bits to compare: it is matched on luma alone.
+    s = suspect_hash(hills().convert("L"))
+    assert s.chroma_mask == 0
+    assert distance(s, REFERENCES["hills"]) <= THRESHOLD
+
+
+def test_fast_dct_equals_plain_dct() -> None:
+    # The batched Pillow DCT against a plain Python DCT of the same 16 x 16 samples.
+    import math
+
+    planes = phash._planes(hills(300))
+    width, height = planes[0].size
+    got = phash._coefficients(planes, phash._REGIONS)
+    cos = [[math.cos(math.pi * (2 * x + 1) * k / 32) for x in range(16)] for k in range(9)]
+    for (left, top, right, bottom), (luma, chroma) in zip(phash._REGIONS, got, strict=True):
+        box = (left * width, top * height, (1 - right) * width, (1 - bottom) * height)
+        expected = []
+        for p, plane in enumerate(planes):
+            cell = plane.resize((16, 16), Image.Resampling.BOX, box=box)
+            px = list(array("f", cell.tobytes()))
+            coeffs = phash._COEFFS if p == 0 else phash._CHROMA_COEFFS
+            values = [
+                sum(px[y * 16 + x] * cos[u][x] * cos[v][y] for y in range(16) for x in range(16)) / 256
+                for u, v in coeffs
+            ]
+            if p:
+                values[0] -= 128
+            expected.append(values)
+        # float32 rounding in Pillow: errors scale with the cell's mean, not the coefficient.
+        mean = float(sum(array("f", planes[0].resize((16, 16), Image.Resampling.BOX, box=box).tobytes()))) / 256
+        assert max(abs(a - b) for a, b in zip(luma, expected[0], strict=True)) < 1e-3 * mean
+        assert max(abs(a - b) for a, b in zip(chroma, expected[1] + expected[2], strict=True)) < 0.05

@@ -345,7 +345,7 @@ def test_record_generation_candidates_digests_and_seeds(session: Session) -> Non
         assert candidate == Candidate(1, index, digest, 1234 + index)
         assert candidate.id == digest.pixel_sha256 == pixel_sha256(image)
         assert body == {"index": index, "seed": 1234 + index, **digest.to_body()}
-        assert body["phash"].startswith("ph1:")
+        assert body["phash"].startswith("ph2:")
         assert (body["width"], body["height"], body["mode"]) == (64, 48, "RGB")
         assert "thumbnail_sha256" not in body and "file_sha256" not in body
     assert list(session.store.blobs(session.journal)) == []

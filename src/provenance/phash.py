@@ -5,18 +5,20 @@ re-encoded (JPEG, WebP), scaled down and often trimmed a little.  A
 cryptographic hash no longer matches it; this module's perceptual hash does,
 for those alterations, while keeping unrelated images apart.
 
-Algorithm (``ph1``)
--------------------
-1.  The image is reduced to luma: 8-bit modes through Pillow's ``L``
-    conversion (ITU-R 601 weights), 16- and 32-bit modes through ``F`` (an
-    ``L`` conversion would clip them at 255; the hash does not depend on the
-    scale of the values), ``LAB`` through its L* band.  Transparent images are
-    first flattened onto white, as most converters to JPEG do.  EXIF
-    orientation is **not** applied: the pixels are hashed as stored.  Call
-    `PIL.ImageOps.exif_transpose` first if the displayed orientation is
-    wanted, and do so on both sides.
-2.  The luma is box-reduced to at most 128 x 128 (a working copy; its aspect
-    ratio is not kept, the hash works in relative coordinates) and raised to
+Algorithm (``ph2``; see also docs/matching.md)
+-----------------------------------------------
+1.  The image is reduced first and converted after: big images are shrunk
+    with `Image.reduce` (integer box averaging) in their own mode, then
+    box-resized to at most 128 x 128, and only then converted to luma
+    (ITU-R 601, Pillow's ``L``) and to Cb / Cr (Pillow's ``YCbCr``).  16-
+    and 32-bit modes go through ``F`` (an ``L`` conversion would clip them
+    at 255) and have no colour, nor do ``L``, ``1`` and ``LAB`` (its L*
+    band is the luma).  Transparent images are first flattened onto white,
+    as most converters to JPEG do.  EXIF orientation is **not** applied:
+    the pixels are hashed as stored.  Call `PIL.ImageOps.exif_transpose`
+    first if the displayed orientation is wanted, and do so on both sides.
+2.  The luma working copy (its aspect ratio is not kept, the hash works in
+    relative coordinates) is raised to
     the power 1/3, which compresses highlights: without it a small bright
     object (a moon, a lamp) outweighs the layout of everything darker and
     unrelated dark scenes collide.  A power law keeps the hash blind to the
@@ -24,10 +26,13 @@ Algorithm (``ph1``)
 3.  A region of it (the whole image, or a crop given as fractions of each
     side) is box-resampled to 16 x 16 and the 64 lowest-frequency DCT-II
     coefficients other than DC are computed: those with ``u*u + v*v <= 72``.
-    Only they are computed, from precomputed cosine tables, one pass over the
-    rows and one over the columns.  Bit *i* of the 64-bit hash is 1 when
-    coefficient *i* is positive.  Dropping DC makes the hash blind to
-    brightness; using signs makes it blind to contrast.
+    The DCT of all regions and planes runs in Pillow: the samples are
+    stacked, multiplied by a cosine canvas and box-reduced, once per axis
+    (`_dct_means`).  Bit *i* of the 64-bit luma hash is 1 when coefficient
+    *i* is positive.  Dropping DC makes the hash blind to brightness; using
+    signs makes it blind to contrast.  The colour hash of the same region
+    is 64 more bits: the signs of Cb's and then Cr's DC (relative to
+    neutral grey) and 31 lowest-frequency coefficients.
 4.  A recorded image (`reference_hash`) is hashed for 16 regions: every
     combination of four horizontal and four vertical (near side, far side)
     trims, ``(0, 0)``, ``(1 %, 3.875 %)``, ``(3.875 %, 1 %)`` and
@@ -46,35 +51,43 @@ Algorithm (``ph1``)
     flip; a near-symmetric picture (a centred subject) has a whole class of
     near-zero coefficients, whose signs any sideways shift decides.  Masking
     cut the worst true distance from 10 to 5 on the benchmark without
-    symmetric scenes, and is what makes those scenes match at all.  The
-    result is a `SuspectHash`: an int (the 64 bits) carrying the mask.
-6.  `distance` is the smallest Hamming distance, over the suspect's 40-56
-    compared bits, to any of the 16 stored hashes; `THRESHOLD` (4) is the
-    largest that counts as a match.
+    symmetric scenes, and is what makes those scenes match at all.  Its
+    colour bits are compared only where the coefficient's mean amplitude is
+    at least 0.375 Cb/Cr levels (none for a grey image).  The result is a
+    `SuspectHash`: an int (the 64 luma bits) carrying the masks and colour.
+6.  `distance` is, over the 16 stored regions, the smallest sum of the
+    luma Hamming distance (40-56 compared bits) and the colour Hamming
+    distance (the compared colour bits) to that region's two hashes;
+    `THRESHOLD` (4) is the largest that counts as a match.  Colour is a
+    second, independent signal: two pictures with the same layout of light
+    and dark but different colours are kept apart.  A plain int suspect is
+    compared on its 64 luma bits only.
 
 Measured by ``benchmarks/bench_matching.py`` (280 procedural 512 x 512
 images in 14 scene families of look-alike compositions, 12 alterations
 each: JPEG q50 / q75, resize to 25 % / 50 %, WebP, crops of 2.5 % and 5 %
 on every side, 5 % on one side, random 0..5 % per side, and chains with
-JPEG q50, WebP and resizing), at ``THRESHOLD = 4``: 99.5 % of altered copies
-match their own image (worst distance 8), and 30 of the 937,440 pairs of an
-altered copy and another image's reference match (3.2e-5), all from three
-pairs of images with the same layout (two rooms in the same one-point
-perspective; a symmetric room and a room; a moonlit landscape and a night
-sky with moon and horizon in the same places).  ``THRESHOLD = 3`` keeps
-98.5 % and 10 false matches, 5 gives 99.85 % and 48.
+JPEG q50, WebP and resizing), at ``THRESHOLD = 4``: 99.46 % of altered
+copies match their own image (worst distance 8), and none of the 937,440
+pairs of an altered copy and another image's reference match (closest 5).
+Luma alone (``ph1``) gave 99.49 % and 30 false matches, from three pairs of
+images with the same layout; colour removes them.  ``THRESHOLD = 5``
+gives 99.79 % and 1 false match, 3 gives 98.45 % and none.
 
 What it does not match: rotations, flips, mirror images, crops of more than
 about 5 % per side, heavy edits (text overlays, grading that changes the
-luma layout), and images composited into larger ones.  A 64-bit
-low-frequency hash sees the coarse layout of light and dark: two different
-pictures with the same layout can come within a few bits of each other, as
-above.  A match is a lead for a person or for the journal's own evidence,
+luma layout), recolouring, and images composited into larger ones.  A
+low-frequency hash sees the coarse layout of light, dark and colour: two
+different pictures with the same layout and palette can come within a few
+bits of each other; grey images have only the luma hash.  A match is a
+lead for a person or for the journal's own evidence,
 not proof.
 
 Indexing
 --------
-`index_keys` splits each stored hash into four 16-bit bands (the
+The index uses the luma hashes only: `distance` is never less than the
+luma distance, so the guarantee below holds for the combined distance too.
+`index_keys` splits each stored luma hash into four 16-bit bands (the
 coefficients of each (u, v) parity class dealt out in turn, so each band
 mixes frequencies and gets its share of the bits a symmetric picture masks)
 and returns ``band << 16 | value`` for each: at most 64 small integers per
@@ -109,7 +122,6 @@ import itertools
 import math
 import re
 from array import array
-from operator import mul
 
 import attrs
 from PIL import Image, ImageMath
@@ -135,14 +147,14 @@ THRESHOLD: int = 4
 """Largest `distance` of a `SuspectHash` that counts as a match.
 
 The smallest threshold at which the benchmark's altered copies match their
-own image at least 99 % of the time (99.5 %); see the module docstring for
-what it costs in false matches.  It is meant for `suspect_hash` results; a
+own image at least 99 % of the time (99.46 %), with no false match over
+the benchmark's 937,440 unrelated pairs (the closest is at 5).  It is meant for `suspect_hash` results; a
 plain int is compared on all 64 bits and would need a larger one.
 """
 
-_PREFIX = "ph1:"
+_PREFIX = "ph2:"
 _WORK = 128  # side of the working copy: small enough to crop cheaply, big enough to crop finely
-_GAMMA = 1 / 3  # exponent applied to the reduced luma; see _working_copy
+_GAMMA = 1 / 3  # exponent applied to the reduced luma; see _planes
 _N = 16  # side of each region's sample grid, the DCT's input
 _MAX_FREQ2 = 72  # u*u + v*v bound: exactly 64 coefficients, symmetric in u and v
 
@@ -159,6 +171,14 @@ _COEFFS: tuple[tuple[int, int], ...] = tuple(
 assert len(_COEFFS) == HASH_BITS
 
 _MAX_U = max(max(u, v) for u, v in _COEFFS)
+# Chroma: DC (the mean colour, relative to neutral) and the 31 lowest frequencies, of Cb and of Cr.
+_CHROMA_COEFFS: tuple[tuple[int, int], ...] = ((0, 0), *_COEFFS[: HASH_BITS // 2 - 1])
+_MAX_DISTANCE = 2 * HASH_BITS
+# Float32 rounding noise, relative to the cell's mean, below which a coefficient counts as zero.
+_EPS = 1e-4
+# A suspect's chroma coefficients under this (a mean amplitude, in 8-bit Cb/Cr levels)
+# are left out of the distance: their sign is noise (grey or near-grey areas).
+_CHROMA_MIN = 0.375
 # _COS[k][x]: DCT-II basis of frequency k at sample x (unnormalised: only signs matter).
 _COS: tuple[tuple[float, ...], ...] = tuple(
     tuple(math.cos(math.pi * (2 * x + 1) * k / (2 * _N)) for x in range(_N))
@@ -187,8 +207,8 @@ _WEAK_RATIO = 0.2
 _FULL = (1 << HASH_BITS) - 1
 _BANDS = 4
 _BAND_BITS = HASH_BITS // _BANDS
-_STR_LEN = len(_PREFIX) + math.ceil(_COUNT * 8 * 4 / 3)  # unpadded base64 of 8 bytes a hash
-_STR_RE = re.compile(r"ph1:[A-Za-z0-9_-]+", re.ASCII)
+_STR_LEN = len(_PREFIX) + math.ceil(2 * _COUNT * 8 * 4 / 3)  # unpadded base64, 16 bytes a region
+_STR_RE = re.compile(r"ph2:[A-Za-z0-9_-]+", re.ASCII)
 
 
 def _check_hash(value: object, what: str) -> int:
@@ -201,30 +221,42 @@ def _check_hash(value: object, what: str) -> int:
 
 
 def _validate_hashes(
-    _instance: object, _attribute: attrs.Attribute[tuple[int, ...]], value: object
+    _instance: object, attribute: attrs.Attribute[tuple[int, ...]], value: object
 ) -> None:
+    name = attribute.name
     if not isinstance(value, tuple):
-        raise TypeError(f"hashes must be a tuple, not {type(value).__name__}")
+        raise TypeError(f"{name} must be a tuple, not {type(value).__name__}")
     if len(value) != _COUNT:
-        raise ValueError(f"hashes must hold {_COUNT} hashes, not {len(value)}")
+        raise ValueError(f"{name} must hold {_COUNT} hashes, not {len(value)}")
     for i, h in enumerate(value):
-        _check_hash(h, f"hashes[{i}]")
+        _check_hash(h, f"{name}[{i}]")
+
+
+def _no_chroma() -> tuple[int, ...]:
+    return (0,) * _COUNT
 
 
 @attrs.frozen
 class PerceptualHash:
-    """The stored perceptual hash of a recorded image: one 64-bit hash per region.
+    """The stored perceptual hash of a recorded image: two 64-bit hashes per region.
 
-    ``hashes[i]`` is the hash of the i-th trimmed region of the image (see the
-    module docstring); ``hashes[0]`` is the untrimmed one.  Build it with
-    `reference_hash`; store it with `to_str` and read it back with `from_str`.
+    ``hashes[i]`` is the luma hash of the i-th trimmed region of the image
+    (see the module docstring), ``chroma[i]`` its colour hash (all zero for
+    an image without colour); ``hashes[0]`` and ``chroma[0]`` are the
+    untrimmed region's.  Build it with `reference_hash`; store it with
+    `to_str` and read it back with `from_str`.
     """
 
     hashes: tuple[int, ...] = attrs.field(validator=_validate_hashes)
+    chroma: tuple[int, ...] = attrs.field(factory=_no_chroma, validator=_validate_hashes)
 
     def to_str(self) -> str:
-        """The compact ASCII form, ``"ph1:"`` then unpadded base64url of the hashes."""
-        raw = b"".join(h.to_bytes(8, "big") for h in self.hashes)
+        """The compact ASCII form, ``"ph2:"`` then unpadded base64url of the hashes.
+
+        The 256 bytes are the 16 luma hashes then the 16 chroma hashes, each
+        8 bytes big-endian: 342 characters after the prefix.
+        """
+        raw = b"".join(h.to_bytes(8, "big") for h in (*self.hashes, *self.chroma))
         return _PREFIX + base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
     @classmethod
@@ -232,8 +264,10 @@ class PerceptualHash:
         """Parse the form `to_str` writes; anything else raises ValueError.
 
         Parsing is strict: exact length (checked before anything else, so
-        hostile input costs nothing), the ``ph1:`` prefix, the base64url
-        alphabet without padding, and the canonical encoding only.
+        hostile input costs nothing), the ``ph2:`` prefix, the base64url
+        alphabet without padding, and the canonical encoding only.  The
+        ``ph1:`` form (luma only, no colour) is refused: its distances are not
+        comparable with `THRESHOLD`; re-hash the image.
         """
         if not isinstance(text, str):
             raise ValueError(f"a perceptual hash must be a str, not {type(text).__name__}")
@@ -248,7 +282,8 @@ class PerceptualHash:
         # Unused low bits of the last character must be zero: one string per value.
         if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != body:
             raise ValueError("a perceptual hash must use the canonical base64url encoding")
-        return cls(tuple(int.from_bytes(raw[i : i + 8], "big") for i in range(0, len(raw), 8)))
+        values = tuple(int.from_bytes(raw[i : i + 8], "big") for i in range(0, len(raw), 8))
+        return cls(values[:_COUNT], values[_COUNT:])
 
 
 def _check_distance(
@@ -260,8 +295,8 @@ def _check_distance(
 def _check_count(value: object, what: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"{what} must be an int, not {type(value).__name__}")
-    if not 0 <= value <= HASH_BITS:
-        raise ValueError(f"{what} must be between 0 and {HASH_BITS}")
+    if not 0 <= value <= _MAX_DISTANCE:
+        raise ValueError(f"{what} must be between 0 and {_MAX_DISTANCE}")
     return value
 
 
@@ -278,35 +313,42 @@ class Match:
             raise ValueError("matched must be distance <= threshold")
 
 
-def _luma(image: Image.Image) -> Image.Image:
-    """The image as one band of luma, ``L`` or ``F``, at its own size."""
-    mode = image.mode
-    if mode in ("I", "F") or mode.startswith("I;16"):
-        # convert("L") clips these at 255; "F" keeps the range (only signs matter later).
-        return image.convert("F")
-    if mode == "LAB":
-        return image.getchannel("L")  # Pillow's LAB -> RGB is not colorimetric
-    if image.has_transparency_data:
-        if mode == "La":  # premultiplied; Pillow converts it only to LA
-            image = image.convert("LA")
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("L")
-    return image.convert("L")
+def _planes(image: Image.Image) -> list[Image.Image]:
+    """The working copy: [luma] or [luma, Cb, Cr], each ``F``, at most `_WORK` a side.
 
-
-def _working_copy(image: Image.Image) -> Image.Image:
-    """Luma as ``F``, box-reduced to at most `_WORK` on each side, to the power `_GAMMA`."""
+    Big images are first shrunk with `Image.reduce` (integer box averaging,
+    the cheapest pass over every pixel) in their own mode, then box-resized
+    to at most `_WORK` x `_WORK`; colour is converted only after that.
+    """
     if not isinstance(image, Image.Image):
         raise TypeError(f"expected a PIL.Image.Image, not {type(image).__name__}")
     width, height = image.size
     if width < 1 or height < 1:
         raise ValueError(f"cannot hash an empty image ({width}x{height})")
-    luma = _luma(image)
+    mode = image.mode
+    color = True
+    if mode in ("I", "F") or mode.startswith("I;16"):
+        # convert("L") clips these at 255; "F" keeps the range (only signs matter later).
+        image, color = image.convert("F"), False
+    elif mode == "LAB":
+        image, color = image.getchannel("L"), False  # Pillow's LAB -> RGB is not colorimetric
+    elif image.has_transparency_data:
+        if mode == "La":  # premultiplied; Pillow converts it only to LA
+            image = image.convert("LA")
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba).convert("RGB")
+    elif mode in ("L", "1"):
+        image, color = image.convert("L"), False
+    elif mode != "RGB":
+        image = image.convert("RGB")
+    factor = (max(1, width // _WORK), max(1, height // _WORK))
+    if factor != (1, 1):
+        image = image.reduce(factor)
     size = (min(width, _WORK), min(height, _WORK))
-    if size != luma.size:
-        # Reduce before going to float: 1 byte a pixel instead of 4 for the big pass.
-        luma = luma.resize(size, Image.Resampling.BOX)
+    if image.size != size:
+        image = image.resize(size, Image.Resampling.BOX)
+    luma = image.convert("L") if image.mode == "RGB" else image
     # Compress the highlights (cube root, after the reduction so that it does
     # not amplify pixel noise): a small bright object such as a moon or a lamp
     # otherwise outweighs the layout of everything darker, and unrelated dark
@@ -317,29 +359,100 @@ def _working_copy(image: Image.Image) -> Image.Image:
     )
     if not isinstance(work, Image.Image):  # for the type checker: ImageMath returns Any
         raise TypeError("ImageMath did not return an image")
-    return work
+    if not color:
+        return [work]
+    _, cb, cr = image.convert("YCbCr").split()
+    return [work, cb.convert("F"), cr.convert("F")]
 
 
-def _region_coefficients(work: Image.Image, region: tuple[float, float, float, float]) -> list[float]:
-    """The 64 DCT coefficients of one region (fractions trimmed off each side) of `work`.
+@functools.lru_cache(maxsize=8)
+def _cos_canvases(cells: int) -> tuple[Image.Image, Image.Image]:
+    """The cosine factors of `_dct_means` for a stack of `cells` cells."""
+    side = _MAX_U + 1
+    first = array("f")
+    for _ in range(_N * cells):
+        for u in range(side):
+            first.extend(_COS[u])
+    second = array("f")
+    for v in range(side):
+        row = array("f", _COS[v]) * cells
+        for _ in range(side):
+            second.extend(row)
+    return (
+        Image.frombytes("F", (_N * side, _N * cells), first.tobytes()),
+        Image.frombytes("F", (_N * cells, side * side), second.tobytes()),
+    )
 
-    Coefficients within rounding noise of zero (flat or mirror-symmetric
-    images) are returned as exactly zero, so that such images hash the same
-    on every platform.
+
+def _multiply(a: Image.Image, b: Image.Image) -> Image.Image:
+    out = ImageMath.lambda_eval(lambda env: env["a"] * env["b"], a=a, b=b)
+    if not isinstance(out, Image.Image):  # for the type checker: ImageMath returns Any
+        raise TypeError("ImageMath did not return an image")
+    return out
+
+
+def _dct_means(stack: Image.Image) -> array[float]:
+    """Low-frequency 2-D DCT-II of every 16 x 16 cell of a vertical stack, in Pillow.
+
+    `stack` is ``F``, 16 wide and 16 * k tall.  Returns float32 values,
+    ``out[(v * 9 + u) * k + cell]`` = the mean over the cell of
+    ``pixel * cos_u(x) * cos_v(y)``, for u, v in 0..8.  Both passes are an
+    elementwise product with a cosine canvas followed by a box reduction
+    (a mean) in Pillow's C code: a handful of calls for all cells at once,
+    instead of hundreds of Python-level dot products per cell.
     """
-    width, height = work.size
-    left, top, right, bottom = region
-    box = (left * width, top * height, (1 - right) * width, (1 - bottom) * height)
-    cell = work.resize((_N, _N), Image.Resampling.BOX, box=box)
-    pixels = array("f", cell.tobytes())  # mode F is stored as native float32
-    rows = [pixels[i : i + _N] for i in range(0, _N * _N, _N)]
-    # Horizontal pass, only for the frequencies used: across[u][y].
-    across = [[sum(map(mul, row, basis)) for row in rows] for basis in _COS]
-    eps = 1e-9 * sum(map(abs, pixels))
+    side = _MAX_U + 1
+    cells = stack.height // _N
+    first, second = _cos_canvases(cells)
+    tiled = Image.new("F", first.size)
+    for u in range(side):
+        tiled.paste(stack, (_N * u, 0))
+    across = _multiply(tiled, first).resize((side, _N * cells), Image.Resampling.BOX)
+    flipped = across.transpose(Image.Transpose.TRANSPOSE)  # (16 * cells) x 9
+    tiled = Image.new("F", second.size)
+    for v in range(side):
+        tiled.paste(flipped, (0, side * v))
+    both = _multiply(tiled, second).resize((cells, side * side), Image.Resampling.BOX)
+    return array("f", both.tobytes())
+
+
+def _coefficients(
+    planes: list[Image.Image], regions: tuple[tuple[float, float, float, float], ...]
+) -> list[tuple[list[float], list[float]]]:
+    """(64 luma, 64 chroma) DCT coefficients of each region of the working copy.
+
+    Coefficients are means over the 16 x 16 sample grid (the sum / 256).
+    The chroma ones are `_CHROMA_COEFFS` of Cb then of Cr, the DC term
+    taken relative to neutral (128); all zero without colour.  Values
+    within float32 rounding noise of zero (flat or mirror-symmetric images)
+    are returned as exactly zero, so that such images hash the same on
+    every platform.
+    """
+    width, height = planes[0].size
+    raw = []
+    for left, top, right, bottom in regions:
+        box = (left * width, top * height, (1 - right) * width, (1 - bottom) * height)
+        for plane in planes:
+            raw.append(plane.resize((_N, _N), Image.Resampling.BOX, box=box).tobytes())
+    k = len(raw)
+    means = _dct_means(Image.frombytes("F", (_N, _N * k), b"".join(raw)))
+    side = _MAX_U + 1
     out = []
-    for u, v in _COEFFS:
-        c = sum(map(mul, across[u], _COS[v]))
-        out.append(c if abs(c) > eps else 0.0)
+    for r in range(len(regions)):
+        first = r * len(planes)
+        luma_dc = means[first]
+        eps = _EPS * abs(luma_dc)
+        luma = [means[(v * side + u) * k + first] for u, v in _COEFFS]
+        luma = [c if abs(c) > eps else 0.0 for c in luma]
+        chroma = [0.0] * HASH_BITS
+        if len(planes) == 3:
+            chroma = []
+            for p in (first + 1, first + 2):
+                eps = _EPS * abs(means[p])
+                values = [means[(v * side + u) * k + p] for u, v in _CHROMA_COEFFS]
+                values[0] -= 128.0
+                chroma += [c if abs(c) > eps else 0.0 for c in values]
+        out.append((luma, chroma))
     return out
 
 
@@ -354,40 +467,61 @@ def _bits(coefficients: list[float]) -> int:
 class SuspectHash(int):
     """The hash of a copy under test: an int, carrying the bits worth comparing.
 
-    Its integer value is the 64-bit hash of the whole image, the same as
+    Its integer value is the 64-bit luma hash of the whole image, the same as
     ``reference_hash(image).hashes[0]``, so it can be used wherever a hash is
-    (it compares equal to that int).  `mask` has a 1 for each bit that
+    (it compares equal to that int).  `mask` has a 1 for each luma bit that
     `distance` and `probe_keys` compare: all but the suspect's 8 to 24
     weakest coefficients (see the module docstring), which re-encoding or a
-    slightly different crop flip.  Arithmetic on it gives a plain int, and a
-    plain int is compared on all 64 bits: keep the `SuspectHash` itself,
+    slightly different crop flip.  `chroma` is the whole image's colour hash
+    and `chroma_mask` its bits strong enough to compare (none for a grey
+    image).  Arithmetic on it gives a plain int, and a plain int is compared
+    on all 64 luma bits and no colour: keep the `SuspectHash` itself,
     `THRESHOLD` is chosen for it.
     """
 
     _mask: int
+    _chroma: int
+    _chroma_mask: int
 
-    def __new__(cls, bits: int, mask: int = (1 << 64) - 1) -> SuspectHash:
-        """A suspect hash from its 64 bits and the mask of bits to compare."""
+    def __new__(
+        cls, bits: int, mask: int = (1 << 64) - 1, chroma: int = 0, chroma_mask: int = 0
+    ) -> SuspectHash:
+        """A suspect hash from its luma bits and mask, and its chroma bits and mask."""
         self = super().__new__(cls, _check_hash(bits, "bits"))
         self._mask = _check_hash(mask, "mask")
+        self._chroma = _check_hash(chroma, "chroma")
+        self._chroma_mask = _check_hash(chroma_mask, "chroma_mask")
         return self
 
     @property
     def bits(self) -> int:
-        """The 64-bit hash as a plain int."""
+        """The 64-bit luma hash as a plain int."""
         return int(self)
 
     @property
     def mask(self) -> int:
-        """1 for each bit that `distance` compares."""
+        """1 for each luma bit that `distance` compares."""
         return self._mask
 
-    def __getnewargs__(self) -> tuple[int, int]:  # type: ignore[override]
-        # Keeps the mask through pickle and copy.
-        return (int(self), self._mask)
+    @property
+    def chroma(self) -> int:
+        """The 64-bit colour hash of the whole image (Cb then Cr)."""
+        return self._chroma
+
+    @property
+    def chroma_mask(self) -> int:
+        """1 for each colour bit that `distance` compares."""
+        return self._chroma_mask
+
+    def __getnewargs__(self) -> tuple[int, int, int, int]:  # type: ignore[override]
+        # Keeps the masks and colour through pickle and copy.
+        return (int(self), self._mask, self._chroma, self._chroma_mask)
 
     def __repr__(self) -> str:
-        return f"SuspectHash(0x{int(self):016x}, mask=0x{self._mask:016x})"
+        return (
+            f"SuspectHash(0x{int(self):016x}, mask=0x{self._mask:016x}, "
+            f"chroma=0x{self._chroma:016x}, chroma_mask=0x{self._chroma_mask:016x})"
+        )
 
 
 def reference_hash(image: Image.Image) -> PerceptualHash:
@@ -395,16 +529,18 @@ def reference_hash(image: Image.Image) -> PerceptualHash:
 
     Any mode and any size from 1 x 1 works; an empty image raises ValueError.
     """
-    work = _working_copy(image)
-    return PerceptualHash(tuple(_bits(_region_coefficients(work, r)) for r in _REGIONS))
+    regions = _coefficients(_planes(image), _REGIONS)
+    return PerceptualHash(
+        tuple(_bits(luma) for luma, _ in regions), tuple(_bits(chroma) for _, chroma in regions)
+    )
 
 
 def suspect_hash(image: Image.Image) -> SuspectHash:
-    """Hash a copy being checked: the whole image's 64-bit hash and its reliable bits.
+    """Hash a copy being checked: the whole image's hashes and their reliable bits.
 
     Any mode and any size from 1 x 1 works; an empty image raises ValueError.
     """
-    coefficients = _region_coefficients(_working_copy(image), _REGIONS[0])
+    [(coefficients, chroma)] = _coefficients(_planes(image), _REGIONS[:1])
     magnitudes = [abs(c) for c in coefficients]
     # Weakest first, ties broken by position so that the choice is stable.
     order = sorted(range(HASH_BITS), key=lambda i: (magnitudes[i], i))
@@ -413,7 +549,10 @@ def suspect_hash(image: Image.Image) -> SuspectHash:
     mask = _FULL
     for i in order[: max(_WEAK_MIN, min(_WEAK_MAX, count))]:
         mask &= ~(1 << (HASH_BITS - 1 - i))
-    return SuspectHash(_bits(coefficients), mask)
+    chroma_mask = 0
+    for c in chroma:
+        chroma_mask = (chroma_mask << 1) | (abs(c) >= _CHROMA_MIN)
+    return SuspectHash(_bits(coefficients), mask, _bits(chroma), chroma_mask)
 
 
 def _suspect_parts(suspect: int) -> tuple[int, int]:
@@ -424,12 +563,21 @@ def _suspect_parts(suspect: int) -> tuple[int, int]:
 
 
 def distance(suspect: int, reference: PerceptualHash) -> int:
-    """The smallest Hamming distance between `suspect` and the reference's hashes.
+    """The smallest, over the reference's regions, of luma plus colour Hamming distance.
 
-    For a `SuspectHash` only the bits of its mask count (40 to 56); a bare
-    int is compared on all 64 bits, which makes the distance symmetric.
+    For a `SuspectHash` only the bits of its masks count (40 to 56 luma bits,
+    0 to 64 colour bits), and the result is 0 to 120; a bare int is compared
+    on its 64 luma bits and no colour, which makes the distance symmetric.
+    The distance is never less than the luma distance alone, which is what
+    `probe_keys` relies on.
     """
     bits, mask = _suspect_parts(suspect)
+    if isinstance(suspect, SuspectHash) and suspect.chroma_mask:
+        chroma, chroma_mask = suspect.chroma, suspect.chroma_mask
+        return min(
+            ((bits ^ h) & mask).bit_count() + ((chroma ^ c) & chroma_mask).bit_count()
+            for h, c in zip(reference.hashes, reference.chroma, strict=True)
+        )
     return min(((bits ^ h) & mask).bit_count() for h in reference.hashes)
 
 

@@ -235,7 +235,7 @@ def test_generation_records_resolved_call_generator_scheduler_candidates(
     for candidate, image in zip(candidates, output.images, strict=True):
         assert candidate == {"index": candidate["index"], "seed": SEED, **digest_loaded(image, None).to_body()}
         assert candidate["pixel_sha256"] == pixel_sha256(image)
-        assert candidate["phash"].startswith("ph1:")
+        assert candidate["phash"].startswith("ph2:")
     # The wrapper's candidates are the session's: the person can select one.
     assert session.select(1).entry.body["chosen"] == [candidates[1]["pixel_sha256"]]
 
