@@ -19,6 +19,7 @@ from typing import Any, NoReturn, TextIO
 
 from . import __version__
 from ._encoding import encode_value
+from ._io import read_limited
 from .errors import Error, UsageError, VerificationError
 from .journal import Actor, Checkpoint, SignedEntry
 from .keys import DEFAULT_KEY_NAME, KeyStore, PublicKey, SigningKey, load_public_key
@@ -87,14 +88,7 @@ def _trusted(paths: Sequence[str]) -> list[PublicKey]:
 
 
 def _read_bytes(path: str, limit: int = 1 << 20) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(limit + 1)
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if len(data) > limit:
-        raise UsageError(f"{path} is larger than {limit} bytes")
-    return data
+    return read_limited(path, limit, UsageError)
 
 
 def _held_checkpoints(paths: Sequence[str]) -> list[Checkpoint]:
@@ -324,6 +318,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
 # -- parser --------------------------------------------------------------------------
 
 
+def add_trust_options(parser: argparse.ArgumentParser) -> None:
+    """What an auditor pins: signer keys, checkpoints already held, TSA roots (verify and report)."""
+    parser.add_argument("--trust", action="append", default=[], metavar="PUBLIC_KEY_FILE",
+                        help="pin a signer's public key (PEM or OpenSSH); repeatable")
+    parser.add_argument("--checkpoint", action="append", default=[], metavar="NOTE_FILE",
+                        help="a checkpoint you hold: the journal must be consistent with it; repeatable")
+    parser.add_argument("--tsa-root", action="append", default=[], metavar="CERT_FILE",
+                        help="pin a time-stamping authority's root certificate; repeatable")
+    parser.add_argument("--thorough", action="store_true", help="also check every entry's own signature")
+
+
 def _add_key_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", default=DEFAULT_KEY_NAME, metavar="NAME", help="signing key (default: %(default)s)")
     parser.add_argument(
@@ -397,13 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("verify", cmd_verify, "verify an image, a journal file or a stored journal")
     sub.add_argument("target", metavar="IMAGE|FILE|JOURNAL|DIR")
-    sub.add_argument("--trust", action="append", default=[], metavar="PUBLIC_KEY_FILE",
-                     help="pin a signer's public key (PEM or OpenSSH); repeatable")
-    sub.add_argument("--checkpoint", action="append", default=[], metavar="NOTE_FILE",
-                     help="a checkpoint you hold: the journal must be consistent with it; repeatable")
-    sub.add_argument("--tsa-root", action="append", default=[], metavar="CERT_FILE",
-                     help="pin a time-stamping authority's root certificate; repeatable")
-    sub.add_argument("--thorough", action="store_true", help="also check every entry's own signature")
+    add_trust_options(sub)
     sub.add_argument("--json", action="store_true", help="print a machine-readable verdict")
     _register_extensions(command, sub)
     return parser

@@ -70,16 +70,6 @@ class Row:
 # -- options -------------------------------------------------------------------------
 
 
-def _trust_options(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("--trust", action="append", default=[], metavar="PUBLIC_KEY_FILE",
-                     help="pin a signer's public key (PEM or OpenSSH); repeatable")
-    sub.add_argument("--checkpoint", action="append", default=[], metavar="NOTE_FILE",
-                     help="a checkpoint you hold: the journal must be consistent with it; repeatable")
-    sub.add_argument("--tsa-root", action="append", default=[], metavar="CERT_FILE",
-                     help="pin a time-stamping authority's root certificate; repeatable")
-    sub.add_argument("--thorough", action="store_true", help="also check every entry's own signature")
-
-
 def add_directory_options(parser: argparse.ArgumentParser) -> None:
     """Options batch mode reads (added to `verify` by the CLI, and to `report` here)."""
     parser.add_argument("--recursive", action="store_true", help="for a directory: include its subdirectories")
@@ -96,7 +86,7 @@ def register(command: Command) -> None:
     sub.add_argument("--journal", metavar="FILE",
                      help="for an image: its full journal file (thumbnails, or when only a compact proof is attached)")
     sub.add_argument("--width", type=int, default=80, metavar="COLUMNS", help="text width (default: %(default)s)")
-    _trust_options(sub)
+    cli.add_trust_options(sub)
     add_directory_options(sub)
 
 

@@ -20,6 +20,7 @@ import attrs
 from PIL import Image
 
 from . import _formats, phash
+from ._io import read_limited
 from .errors import ImageFormatError
 
 __all__ = [
@@ -62,14 +63,7 @@ class ImageDigest:
 
 
 def read_image_file(path: str | os.PathLike[str]) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_IMAGE_FILE + 1)
-    except OSError as exc:
-        raise ImageFormatError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if len(data) > MAX_IMAGE_FILE:
-        raise ImageFormatError(f"{path} is larger than {MAX_IMAGE_FILE // 2**20} MiB")
-    return data
+    return read_limited(path, MAX_IMAGE_FILE, ImageFormatError)
 
 
 def load_image(source: ImageSource) -> tuple[Image.Image, bytes | None]:
