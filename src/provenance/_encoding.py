@@ -33,6 +33,7 @@ __all__ = [
     "b64decode",
     "b64encode",
     "canonical_json",
+    "canonical_json_encoded",
     "decode_value",
     "encode_value",
     "format_time",
@@ -57,7 +58,13 @@ def encode_value(value: Any, _depth: int = 0) -> Any:
     """Turn a Python value into the JSON-safe tagged form described above."""
     if _depth > _MAX_DEPTH:
         raise ValueError("value is nested too deeply")
-    if value is None or isinstance(value, (bool, str)):
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is dict:
+        # The common case, without the ABC check `isinstance(value, Mapping)` costs.
+        return _encode_mapping(value, _depth)
+    if isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
         if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
@@ -74,15 +81,21 @@ def encode_value(value: Any, _depth: int = 0) -> Any:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return {_TAG_BYTES: b64encode(bytes(value))}
     if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"mapping keys must be strings, not {type(key).__name__}")
-            out["$" + key if key.startswith("$") else key] = encode_value(item, _depth + 1)
-        return out
+        return _encode_mapping(value, _depth)
     if isinstance(value, (list, tuple)):
         return [encode_value(item, _depth + 1) for item in value]
     raise TypeError(f"cannot record a value of type {type(value).__name__}")
+
+
+def _encode_mapping(value: Mapping[Any, Any], depth: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if type(key) is not str:
+            if not isinstance(key, str):
+                raise TypeError(f"mapping keys must be strings, not {type(key).__name__}")
+            key = str(key)
+        out["$" + key if key[:1] == "$" else key] = item if type(item) is str else encode_value(item, depth + 1)
+    return out
 
 
 def decode_value(value: Any, _depth: int = 0) -> Any:
@@ -224,6 +237,19 @@ def is_canonical_json(value: Any, spelled: bytes) -> bool:
         except (ValueError, UnicodeEncodeError):
             return False
     return canonical_json(value) == spelled
+
+
+def canonical_json_encoded(value: Any) -> bytes:
+    """`canonical_json` of a value made by `encode_value` (no bare floats, no unsafe integers).
+
+    Only a non-ASCII mapping key can make the standard library's spelling differ
+    from RFC 8785's (UTF-16 versus code-point order), so ASCII output is exact.
+    """
+    try:
+        text = _FAST_ENCODER.encode(value)
+    except ValueError:
+        return canonical_json(value)
+    return text.encode("ascii") if text.isascii() else canonical_json(value)
 
 
 def canonical_json(value: Any) -> bytes:

@@ -34,6 +34,7 @@ from ._encoding import (
     b64decode,
     b64encode,
     canonical_json,
+    canonical_json_encoded,
     decode_value,
     encode_value,
     format_time,
@@ -142,7 +143,7 @@ class Entry:
             raise ValueError("only the first entry has no previous hash")
 
     def to_payload(self) -> bytes:
-        return canonical_json(
+        return canonical_json_encoded(
             {
                 "v": FORMAT_VERSION,
                 "journal": self.journal,
