@@ -325,6 +325,8 @@ class Store:
 
     def _index_phashes(self, journal: str, signed: SignedEntry) -> None:
         """Index the perceptual hashes an entry records, so `find` need not scan every journal."""
+        if b'"phash":' not in signed.payload:
+            return  # most entries record no image: skip walking their bodies
         from . import phash
         from .matching import collect_phashes
 
