@@ -541,3 +541,24 @@ def test_fast_dct_equals_plain_dct() -> None:
         mean = float(sum(array("f", planes[0].resize((16, 16), Image.Resampling.BOX, box=box).tobytes()))) / 256
         assert max(abs(a - b) for a, b in zip(luma, expected[0], strict=True)) < 1e-3 * mean
         assert max(abs(a - b) for a, b in zip(chroma, expected[1] + expected[2], strict=True)) < 0.05
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "F", "I;16", "P"])
+def test_reference_hash_equals_bits_of_coefficients(mode: str) -> None:
+    # reference_hash skips the coefficient lists (bit = coefficient > eps): same bits.
+    for make in SCENES.values():
+        for image in (make(), make().resize((64, 64)), make().resize((16, 16)), make().resize((7, 300))):
+            image = image.convert(mode)
+            regions = phash._coefficients(phash._planes(image), phash._REGIONS)
+            expected = PerceptualHash(
+                tuple(phash._bits(luma) for luma, _ in regions), tuple(phash._bits(c) for _, c in regions)
+            )
+            assert reference_hash(image) == expected
+
+
+@given(hashes64)
+def test_bands_follow_the_layout(value: int) -> None:
+    expected = [0] * 4
+    for bit, (band, pos) in enumerate(phash._LAYOUT):
+        expected[band] |= ((value >> bit) & 1) << pos
+    assert phash._bands(value) == expected

@@ -120,6 +120,7 @@ import base64
 import functools
 import itertools
 import math
+import operator
 import re
 from array import array
 
@@ -395,25 +396,68 @@ def _dct_means(stack: Image.Image) -> array[float]:
     """Low-frequency 2-D DCT-II of every 16 x 16 cell of a vertical stack, in Pillow.
 
     `stack` is ``F``, 16 wide and 16 * k tall.  Returns float32 values,
-    ``out[(v * 9 + u) * k + cell]`` = the mean over the cell of
+    ``out[cell * 81 + v * 9 + u]`` = the mean over the cell of
     ``pixel * cos_u(x) * cos_v(y)``, for u, v in 0..8.  Both passes are an
     elementwise product with a cosine canvas followed by a box reduction
     (a mean) in Pillow's C code: a handful of calls for all cells at once,
-    instead of hundreds of Python-level dot products per cell.
+    instead of hundreds of Python-level dot products per cell.  The calls go
+    to Pillow's core objects directly (the same operations, without the
+    per-call checks of the `Image` methods: a fixed cost that dominated the
+    hash of a small image).
     """
     side = _MAX_U + 1
     cells = stack.height // _N
     first, second = _cos_canvases(cells)
+    tall = _N * cells
     tiled = Image.new("F", first.size)
+    core = stack.im
     for u in range(side):
-        tiled.paste(stack, (_N * u, 0))
-    across = _multiply(tiled, first).resize((side, _N * cells), Image.Resampling.BOX)
+        tiled.im.paste(core, (_N * u, 0, _N * (u + 1), tall))
+    across = _multiply(tiled, first).im.resize((side, tall), Image.Resampling.BOX)
     flipped = across.transpose(Image.Transpose.TRANSPOSE)  # (16 * cells) x 9
     tiled = Image.new("F", second.size)
     for v in range(side):
-        tiled.paste(flipped, (0, side * v))
+        tiled.im.paste(flipped, (0, side * v, tall, side * (v + 1)))
     both = _multiply(tiled, second).resize((cells, side * side), Image.Resampling.BOX)
-    return array("f", both.tobytes())
+    # Cell-major: one row of 81 coefficients per cell.
+    return array("f", both.transpose(Image.Transpose.TRANSPOSE).tobytes())
+
+
+def _samples(planes: list[Image.Image], regions: tuple[tuple[float, float, float, float], ...]) -> Image.Image:
+    """The 16 x 16 BOX samples of each region of each plane, stacked: ``F``, 16 wide.
+
+    Cell ``region * len(planes) + plane``; each is exactly
+    ``plane.resize((16, 16), Image.Resampling.BOX, box=...)`` (``Image.resize``
+    on an ``F`` image is the core resize, or a copy when it would be the
+    identity), pasted straight into one strip.
+    """
+    width, height = planes[0].size
+    cores = []
+    for plane in planes:
+        plane.load()
+        cores.append(plane.im)
+    strip = Image.new("F", (_N, _N * len(regions) * len(planes)))
+    paste = strip.im.paste
+    whole = (0, 0, width, height)
+    same = (width, height) == (_N, _N)
+    top = 0
+    for left, upper, right, lower in regions:
+        box = (left * width, upper * height, (1 - right) * width, (1 - lower) * height)
+        identity = same and box == whole
+        for core in cores:
+            paste(core if identity else core.resize((_N, _N), Image.Resampling.BOX, box), (0, top, _N, top + _N))
+            top += _N
+    return strip
+
+
+_CELL = (_MAX_U + 1) ** 2  # coefficients per cell in `_dct_means`
+_LUMA_AT = operator.itemgetter(*((_MAX_U + 1) * v + u for u, v in _COEFFS))
+_CHROMA_AT = operator.itemgetter(*((_MAX_U + 1) * v + u for u, v in _CHROMA_COEFFS))
+
+
+def _cells(planes: list[Image.Image], regions: tuple[tuple[float, float, float, float], ...]) -> list[float]:
+    """`_dct_means` of the `_samples`, as Python floats (cell-major, `_CELL` per cell)."""
+    return _dct_means(_samples(planes, regions)).tolist()
 
 
 def _coefficients(
@@ -428,32 +472,60 @@ def _coefficients(
     are returned as exactly zero, so that such images hash the same on
     every platform.
     """
-    width, height = planes[0].size
-    raw = []
-    for left, top, right, bottom in regions:
-        box = (left * width, top * height, (1 - right) * width, (1 - bottom) * height)
-        for plane in planes:
-            raw.append(plane.resize((_N, _N), Image.Resampling.BOX, box=box).tobytes())
-    k = len(raw)
-    means = _dct_means(Image.frombytes("F", (_N, _N * k), b"".join(raw)))
-    side = _MAX_U + 1
+    means = _cells(planes, regions)
     out = []
-    for r in range(len(regions)):
-        first = r * len(planes)
-        luma_dc = means[first]
-        eps = _EPS * abs(luma_dc)
-        luma = [means[(v * side + u) * k + first] for u, v in _COEFFS]
-        luma = [c if abs(c) > eps else 0.0 for c in luma]
+    step = _CELL * len(planes)
+    for first in range(0, step * len(regions), step):
+        cell = means[first : first + _CELL]
+        eps = _EPS * abs(cell[0])
+        luma = [c if abs(c) > eps else 0.0 for c in _LUMA_AT(cell)]
         chroma = [0.0] * HASH_BITS
         if len(planes) == 3:
             chroma = []
-            for p in (first + 1, first + 2):
-                eps = _EPS * abs(means[p])
-                values = [means[(v * side + u) * k + p] for u, v in _CHROMA_COEFFS]
+            for p in (first + _CELL, first + 2 * _CELL):
+                cell = means[p : p + _CELL]
+                eps = _EPS * abs(cell[0])
+                values = list(_CHROMA_AT(cell))
                 values[0] -= 128.0
                 chroma += [c if abs(c) > eps else 0.0 for c in values]
         out.append((luma, chroma))
     return out
+
+
+def _above(values: tuple[float, ...], eps: float) -> str:
+    """The bits of `values` with those within `eps` of zero zeroed, as "0"/"1" text:
+    1 where value > eps (eps >= 0).  Text and one ``int(..., 2)`` beat shifting in a loop."""
+    return "".join(["1" if c > eps else "0" for c in values])
+
+
+def _region_hashes(
+    planes: list[Image.Image], regions: tuple[tuple[float, float, float, float], ...]
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``_bits`` of each region's luma and chroma `_coefficients`, without building the lists.
+
+    A coefficient's bit is 1 where it is positive after `_coefficients` zeroes
+    those with ``abs(c) <= eps``: exactly where ``c > eps``, as eps is never
+    negative (and a NaN compares false either way).
+    """
+    means = _cells(planes, regions)
+    luma: list[int] = []
+    chroma: list[int] = []
+    step = _CELL * len(planes)
+    colour = len(planes) == 3
+    for first in range(0, step * len(regions), step):
+        cell = means[first : first + _CELL]
+        luma.append(int(_above(_LUMA_AT(cell), _EPS * abs(cell[0])), 2))
+        if not colour:
+            chroma.append(0)
+            continue
+        text = []
+        for p in (first + _CELL, first + 2 * _CELL):
+            values = _CHROMA_AT(means[p : p + _CELL])
+            eps = _EPS * abs(values[0])
+            text.append("1" if values[0] - 128.0 > eps else "0")
+            text.append(_above(values[1:], eps))
+        chroma.append(int("".join(text), 2))
+    return tuple(luma), tuple(chroma)
 
 
 def _bits(coefficients: list[float]) -> int:
@@ -529,10 +601,7 @@ def reference_hash(image: Image.Image) -> PerceptualHash:
 
     Any mode and any size from 1 x 1 works; an empty image raises ValueError.
     """
-    regions = _coefficients(_planes(image), _REGIONS)
-    return PerceptualHash(
-        tuple(_bits(luma) for luma, _ in regions), tuple(_bits(chroma) for _, chroma in regions)
-    )
+    return PerceptualHash(*_region_hashes(_planes(image), _REGIONS))
 
 
 def suspect_hash(image: Image.Image) -> SuspectHash:
@@ -614,12 +683,34 @@ def _band_layout() -> tuple[tuple[int, int], ...]:
 _LAYOUT = _band_layout()
 
 
+def _band_table() -> tuple[tuple[int, ...], ...]:
+    """``[byte][b]``: byte `byte` (from the least significant) of a hash being `b`,
+    dealt to the bands by `_LAYOUT`, as the four bands packed 16 bits each."""
+    table = []
+    for byte in range(HASH_BITS // 8):
+        row = []
+        for b in range(256):
+            packed = 0
+            for i in range(8):
+                if b >> i & 1:
+                    band, pos = _LAYOUT[byte * 8 + i]
+                    packed |= 1 << (band * _BAND_BITS + pos)
+            row.append(packed)
+        table.append(tuple(row))
+    return tuple(table)
+
+
+_BAND_TABLE = _band_table()
+_BAND_MASK = (1 << _BAND_BITS) - 1
+
+
 def _bands(value: int) -> list[int]:
-    """The four 16-bit bands of a hash (see `_band_layout`)."""
-    out = [0] * _BANDS
-    for bit, (band, pos) in enumerate(_LAYOUT):
-        out[band] |= ((value >> bit) & 1) << pos
-    return out
+    """The four 16-bit bands of a hash (see `_band_layout`), a table lookup per byte."""
+    packed = 0
+    for row in _BAND_TABLE:
+        packed |= row[value & 0xFF]
+        value >>= 8
+    return [packed >> (band * _BAND_BITS) & _BAND_MASK for band in range(_BANDS)]
 
 
 def index_keys(ph: PerceptualHash) -> list[int]:
