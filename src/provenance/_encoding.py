@@ -34,6 +34,7 @@ __all__ = [
     "b64encode",
     "canonical_json",
     "canonical_json_encoded",
+    "decode_canonical",
     "decode_value",
     "encode_value",
     "format_time",
@@ -109,6 +110,7 @@ def decode_value(value: Any, _depth: int = 0) -> Any:
         raise ValueError("bare integer outside the safe range")
     if _depth > _MAX_DEPTH:
         raise ValueError("value is nested too deeply")
+    depth = _depth + 1
     if kind is dict:
         if len(value) == 1:
             ((key, item),) = value.items()
@@ -122,17 +124,72 @@ def decode_value(value: Any, _depth: int = 0) -> Any:
                 key = key[1:]
             # Scalars are the common case: skip the call for them (verification hot path).
             item_kind = type(item)
-            if item_kind is str or item_kind is bool or item is None:
+            if (
+                item_kind is str
+                or item_kind is bool
+                or item is None
+                or (item_kind is int and -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER)
+            ):
                 out[key] = item
             else:
-                out[key] = decode_value(item, _depth + 1)
+                out[key] = decode_value(item, depth)
         return out
     if kind is list:
-        return [decode_value(item, _depth + 1) for item in value]
+        items: list[Any] = []
+        append = items.append
+        for item in value:
+            item_kind = type(item)
+            if (
+                item_kind is str
+                or item_kind is bool
+                or item is None
+                or (item_kind is int and -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER)
+            ):
+                append(item)
+            else:
+                append(decode_value(item, depth))
+        return items
     if kind is float:
         # Canonical entries never carry bare floats; refuse rather than guess.
         raise ValueError("bare JSON float (floats must be tagged)")
     raise ValueError(f"unexpected JSON value of type {kind.__name__}")
+
+
+# An integer of sixteen digits or more where a JSON value starts (after ``:``,
+# ``[`` or ``,``; canonical text has no whitespace) is the only spelling an
+# integer outside the safe range has.  It is looked for in a copy of the text
+# with those three bytes mapped to 0x01 and every digit to ``0``, where plain
+# substring search is several times cheaper than a regular expression: every
+# such integer shows as 0x01, an optional ``-`` and sixteen ``0``.  Other text
+# may match too (digits in strings), which only costs the full walk.
+_INT_START_SCAN = bytes.maketrans(b"0123456789:,[", b"0000000000\x01\x01\x01")
+_LONG_INTEGER = b"\x01" + b"0" * 16
+_LONG_NEGATIVE_INTEGER = b"\x01-" + b"0" * 16
+
+
+def decode_canonical(value: Any, spelled: bytes) -> Any:
+    """`decode_value` of `value`, a part of the JSON `spelled`, skipping the walk when it is idle.
+
+    Preconditions (the entry parser's): `value` was parsed from `spelled` by
+    `strict_loads(..., floats=False)`, so it holds no float, and `spelled` is
+    in its RFC 8785 form (checked before), so a ``$`` is spelled literally and
+    an integer as plain decimal digits right after ``:``, ``[`` or ``,``.
+    `decode_value` returns its input unchanged unless the value holds a
+    mapping key starting with ``$`` (which needs ``"$`` in the text), an
+    integer outside the safe range (16 digits or more after one of those), a
+    float (refused at parsing), or containers nested more than 64 deep (more
+    than 64 ``{``/``[`` bytes); if the text could hold any of these the value
+    goes through the full walk, so the outcome is `decode_value`'s, errors
+    included.
+    """
+    if (
+        b'"$' in spelled
+        or spelled.count(b"{") + spelled.count(b"[") > _MAX_DEPTH
+        or _LONG_INTEGER in (scan := spelled.translate(_INT_START_SCAN))
+        or _LONG_NEGATIVE_INTEGER in scan
+    ):
+        return decode_value(value)
+    return value
 
 
 def _decode_tag(tag: str, item: Any) -> Any:
@@ -186,10 +243,28 @@ _STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_const
 _CANONICAL_DECODER = json.JSONDecoder(parse_constant=_no_constants)
 
 
-def strict_loads(data: bytes | str, *, canonical_check_follows: bool = False) -> Any:
-    """json.loads that refuses duplicate keys and NaN/Infinity, as RFC 8785 input must."""
+def _no_floats(_text: str) -> Any:
+    raise ValueError("bare JSON float (floats must be tagged)")
+
+
+# The same, refusing every JSON number with a fraction or an exponent (entries
+# carry floats only as `$float` tags), at no cost for the numbers it accepts.
+_CANONICAL_NO_FLOATS_DECODER = json.JSONDecoder(parse_constant=_no_constants, parse_float=_no_floats)
+
+
+def strict_loads(data: bytes | str, *, canonical_check_follows: bool = False, floats: bool = True) -> Any:
+    """json.loads that refuses duplicate keys and NaN/Infinity, as RFC 8785 input must.
+
+    With `floats=False` (only together with `canonical_check_follows`) any
+    number with a fraction or exponent is refused as well.
+    """
     text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
-    decoder = _CANONICAL_DECODER if canonical_check_follows else _STRICT_DECODER
+    if canonical_check_follows:
+        decoder = _CANONICAL_DECODER if floats else _CANONICAL_NO_FLOATS_DECODER
+    else:
+        if not floats:
+            raise ValueError("floats=False needs canonical_check_follows=True")
+        decoder = _STRICT_DECODER
     value, end = decoder.raw_decode(text)
     if text[end:].strip(" \t\n\r"):
         raise ValueError("extra data after the JSON value")
@@ -266,16 +341,34 @@ def b64encode(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+# Base64 characters whose 6 bits end in 4 (2) zero bits: the last character
+# before ``==`` (``=``) in canonical base64.
+_LAST_BEFORE_2_PADS = frozenset(b"AQgw")
+_LAST_BEFORE_1_PAD = frozenset(b"AEIMQUYcgkosw048")
+
+
 def b64decode(text: str) -> bytes:
     """Strict, canonical standard base64 (padding required, no stray characters)."""
     try:
         raw = text.encode("ascii")
-        data = base64.b64decode(raw, validate=True)
+        data = binascii.a2b_base64(raw, strict_mode=True)  # what b64decode(validate=True) runs
     except (binascii.Error, UnicodeEncodeError, ValueError, AttributeError):
         raise ValueError("malformed base64") from None
     # Unused trailing bits make several texts decode alike; only the canonical
-    # one is accepted, so no byte of a journal can change without notice.
-    if base64.b64encode(data) != raw:
+    # one is accepted, so no byte of a journal can change without notice.  Strict
+    # decoding admits only alphabet characters with padding at the end, so the
+    # text is canonical exactly when it has the canonical length and its last
+    # group leaves no unused bit set (checked without encoding `data` again;
+    # equal to the re-encoding comparison on every text of up to 6 characters
+    # over the alphabet, padding and stray characters, and 300,000 mutations).
+    tail = len(data) % 3
+    if len(raw) != (len(data) + 2) // 3 * 4 or (
+        (raw[-3] not in _LAST_BEFORE_2_PADS or raw[-2:] != b"==")
+        if tail == 1
+        else (raw[-2] not in _LAST_BEFORE_1_PAD or raw[-1] != 61)
+        if tail == 2
+        else raw[-1:] == b"="
+    ):
         raise ValueError("non-canonical base64")
     return data
 

@@ -35,7 +35,7 @@ from ._encoding import (
     b64encode,
     canonical_json,
     canonical_json_encoded,
-    decode_value,
+    decode_canonical,
     encode_value,
     format_time,
     is_canonical_json,
@@ -161,36 +161,82 @@ class Entry:
     def from_payload(cls, payload: bytes) -> Entry:
         """Parse and validate; raises MalformedDataError."""
         try:
-            data = strict_loads(payload, canonical_check_follows=True)
+            # Floats are refused while parsing: an entry carries them only as tags.
+            data = strict_loads(payload, canonical_check_follows=True, floats=False)
             # One spelling per entry: the payload must be exactly its RFC 8785 form.
             if not is_canonical_json(data, payload):
                 raise ValueError("not in canonical form (RFC 8785)")
-            if not isinstance(data, dict) or set(data) != _ENTRY_FIELDS:
+            if type(data) is not dict or data.keys() != _ENTRY_FIELDS:
                 raise ValueError("entry fields are not exactly " + ", ".join(sorted(_ENTRY_FIELDS)))
             if type(data["v"]) is not int or data["v"] != FORMAT_VERSION:
                 raise ValueError(f"unsupported entry version {data['v']!r}")
             seq = data["seq"]
-            if not isinstance(seq, int) or isinstance(seq, bool):
+            if type(seq) is not int:
                 raise ValueError("seq is not an integer")
             prev = data["prev"]
-            if prev is not None and (not isinstance(prev, str) or not re.fullmatch(r"[0-9a-f]{64}", prev)):
+            if prev is not None and (type(prev) is not str or not _PREV_RE.fullmatch(prev)):
                 raise ValueError("prev is not a SHA-256 hex digest")
-            body = decode_value(data["body"])
-            if not isinstance(body, dict):
+            body = decode_canonical(data["body"], payload)
+            if type(body) is not dict:
                 raise ValueError("body is not an object")
-            entry = cls(
-                journal=data["journal"],
-                seq=seq,
-                prev=None if prev is None else bytes.fromhex(prev),
-                time=parse_time(data["time"]),
-                actor=data["actor"],
-                kind=data["kind"],
-                body=body,
-                signer=data["signer"],
+            # The checks the attrs validators (and the converter of `actor`) make,
+            # made here at once so that the entry can be built without them.
+            journal, kind, signer = data["journal"], data["kind"], data["signer"]
+            if type(journal) is not str or not _JOURNAL_ID_RE.fullmatch(journal):
+                raise ValueError("journal id must be 32 lowercase hex digits")
+            if seq < 0:
+                raise ValueError(f"'seq' must be >= 0: {seq}")
+            if type(kind) is not str or len(kind) > 64 or not _KIND_RE.fullmatch(kind):
+                raise ValueError(f"invalid entry kind {str(kind)[:70]!r}")
+            if type(signer) is not str or not _KEYID_RE.fullmatch(signer):
+                raise ValueError("key id must be 32 lowercase hex digits")
+            actor = _ACTORS.get(data["actor"]) if type(data["actor"]) is str else None
+            if actor is None:
+                raise ValueError(f"{str(data['actor'])[:40]!r} is not a valid Actor")
+            if (seq == 0) != (prev is None):
+                raise ValueError("only the first entry has no previous hash")
+            entry = _new_entry(
+                journal,
+                seq,
+                None if prev is None else bytes.fromhex(prev),
+                parse_time(data["time"]),
+                actor,
+                kind,
+                body,
+                signer,
             )
         except (ValueError, TypeError, RecursionError) as exc:
             raise MalformedDataError(f"malformed entry: {exc}") from None
         return entry
+
+
+_PREV_RE = re.compile(r"[0-9a-f]{64}")
+_ACTORS = {actor.value: actor for actor in Actor}
+_object_new = object.__new__
+_object_setattr = object.__setattr__
+
+
+def _new_entry(
+    journal: str,
+    seq: int,
+    prev: bytes | None,
+    time: _dt.datetime,
+    actor: Actor,
+    kind: str,
+    body: dict[str, Any],
+    signer: str,
+) -> Entry:
+    """An `Entry` built without running its validators: only for fields already checked alike."""
+    entry: Entry = _object_new(Entry)
+    _object_setattr(entry, "journal", journal)
+    _object_setattr(entry, "seq", seq)
+    _object_setattr(entry, "prev", prev)
+    _object_setattr(entry, "time", time)
+    _object_setattr(entry, "actor", actor)
+    _object_setattr(entry, "kind", kind)
+    _object_setattr(entry, "body", body)
+    _object_setattr(entry, "signer", signer)
+    return entry
 
 
 @attrs.frozen
@@ -405,8 +451,10 @@ def _fields(data: dict[str, Any], required: set[str]) -> None:
 
 # An entry line has one canonical spelling (`SignedEntry.to_line`); matching it
 # directly spares a JSON parse per entry, the verifier's hot path.
+# The payload's characters are left to `b64decode`, which refuses any outside
+# canonical base64 (so this costs no scan with a character class).
 _ENTRY_LINE_RE = re.compile(
-    rb'\{"payload":"([A-Za-z0-9+/]*={0,2})","payloadType":"'
+    rb'\{"payload":"([^"]*)","payloadType":"'
     + re.escape(_PAYLOAD_TYPE_BYTES)
     + rb'","signatures":(?:\[\]|\[\{"keyid":"([0-9a-f]{32})","sig":"([A-Za-z0-9+/]{86}==)"\}\]),"type":"entry"\}'
 )
@@ -419,7 +467,11 @@ def _parse_entry_line(match: re.Match[bytes]) -> SignedEntry:
     entry = Entry.from_payload(payload)
     if keyid is not None and keyid.decode("ascii") != entry.signer:
         raise ValueError("signature key id differs from the entry's signer")
-    return SignedEntry(payload, entry.signer, signature, entry)
+    signed = SignedEntry(payload, entry.signer, signature, entry)
+    # The line matched the template `to_line` fills, with canonical base64 (checked
+    # by `b64decode`) and the signer's key id: it is exactly that line already.
+    _object_setattr(signed, "_line", match.group(0))
+    return signed
 
 
 def parse_line(line: bytes) -> Record:
