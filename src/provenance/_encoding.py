@@ -380,7 +380,7 @@ def format_time(moment: _dt.datetime) -> str:
     """RFC 3339 UTC with microseconds, the one time form entries use."""
     if moment.tzinfo is None:
         raise ValueError("times must be timezone-aware")
-    t = moment.astimezone(_dt.UTC)
+    t = moment if moment.tzinfo is _dt.UTC else moment.astimezone(_dt.UTC)
     # Formatted by hand: strftime does not zero-pad years before 1000 everywhere.
     return f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}.{t.microsecond:06d}Z"
 

@@ -223,7 +223,7 @@ def _new_entry(
     time: _dt.datetime,
     actor: Actor,
     kind: str,
-    body: dict[str, Any],
+    body: Mapping[str, Any],
     signer: str,
 ) -> Entry:
     """An `Entry` built without running its validators: only for fields already checked alike."""

@@ -39,12 +39,13 @@ from .journal import (
     Actor,
     BlobRecord,
     Checkpoint,
-    Entry,
     Header,
     KeyRecord,
     Record,
     SignedEntry,
     TimestampRecord,
+    _check_kind,
+    _new_entry,
     new_journal_id,
     origin_for,
     parse_line,
@@ -289,15 +290,11 @@ class Store:
             if item.kind == GENESIS_KIND and size + len(signed_entries) != 0:
                 raise UsageError(f"{GENESIS_KIND} is reserved for the first entry")
             try:
-                entry = Entry(
-                    journal=journal,
-                    seq=tree.size,
-                    prev=prev,
-                    time=item.time or _now(),
-                    actor=item.actor,
-                    kind=item.kind,
-                    body=item.body,
-                    signer=key.keyid,
+                # journal, seq, prev and signer come from this store and key; only
+                # what the caller gave is checked here (the body by its encoding).
+                _check_kind(None, None, item.kind)
+                entry = _new_entry(
+                    journal, tree.size, prev, item.time or _now(), item.actor, item.kind, item.body, key.keyid
                 )
                 signed = SignedEntry.sign(entry, key, own_signature=sign_entries)
             except (ValueError, TypeError) as exc:
