@@ -255,10 +255,11 @@ def _verify_target(target: str, **options: Any) -> Verdict:
 def cmd_export(args: argparse.Namespace) -> int:
     with _open_store() as store:
         journal = store.resolve(args.journal)
+        options = {"all_checkpoints": args.all_checkpoints, "disclose": args.disclose}
         if args.output == "-":
-            store.export(journal, sys.stdout.buffer, all_checkpoints=args.all_checkpoints)
+            store.export(journal, sys.stdout.buffer, **options)
         else:
-            store.export(journal, args.output, all_checkpoints=args.all_checkpoints)
+            store.export(journal, args.output, **options)
             _out(f"wrote journal {journal} to {args.output}")
     return EXIT_OK
 
@@ -388,6 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("journal", metavar="JOURNAL")
     sub.add_argument("-o", "--output", required=True, metavar="FILE", help="output file, or - for stdout")
     sub.add_argument("--all-checkpoints", action="store_true", help="keep every checkpoint, not just the needed ones")
+    sub.add_argument("--disclose", action="store_true",
+                     help="include the texts recorded as private (salted commitments), revealing them")
 
     sub = command("import", cmd_import, "add a portable journal file to the local store (after verifying it)")
     sub.add_argument("file", metavar="FILE")

@@ -47,6 +47,7 @@ from .keys import PublicKey, SigningKey
 
 __all__ = [
     "CHECKPOINT_SPAN",
+    "DISCLOSURE_MEDIA_TYPE",
     "ENTRY_PAYLOAD_TYPE",
     "FORMAT_NAME",
     "FORMAT_VERSION",
@@ -57,6 +58,8 @@ __all__ = [
     "Header",
     "SignedEntry",
     "TimestampRecord",
+    "disclosed_text",
+    "disclosure_blob",
     "new_journal_id",
     "origin_for",
     "pae",
@@ -439,6 +442,34 @@ class BlobRecord:
         return canonical_json(
             {"type": "blob", "sha256": self.sha256, "media_type": self.media_type, "data": b64encode(self.data)}
         )
+
+
+# Selective disclosure: a private text is recorded as the SHA-256 of a blob of
+# this media type holding DISCLOSURE_PREFIX, a 16-byte random salt and the
+# UTF-8 text.  The entry (signed) names the hash; the blob, which reveals the
+# text, is exported only when the author chooses to disclose it.
+DISCLOSURE_MEDIA_TYPE = "application/vnd.provenance.disclosure"
+DISCLOSURE_PREFIX = b"provenance-commitment-v1\x00"
+_SALT_BYTES = 16
+
+
+def disclosure_blob(text: str, salt: bytes) -> BlobRecord:
+    if len(salt) != _SALT_BYTES:
+        raise ValueError("a disclosure salt is 16 bytes")
+    return BlobRecord(DISCLOSURE_MEDIA_TYPE, DISCLOSURE_PREFIX + salt + text.encode("utf-8"))
+
+
+def disclosed_text(blob: BlobRecord) -> str | None:
+    """The text a disclosure blob reveals (its hash is the commitment), or None if it is not one."""
+    if blob.media_type != DISCLOSURE_MEDIA_TYPE or not blob.data.startswith(DISCLOSURE_PREFIX):
+        return None
+    body = blob.data[len(DISCLOSURE_PREFIX) + _SALT_BYTES :]
+    if len(blob.data) < len(DISCLOSURE_PREFIX) + _SALT_BYTES:
+        return None
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 Record = Header | KeyRecord | SignedEntry | Checkpoint | TimestampRecord | BlobRecord

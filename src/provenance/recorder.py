@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import os
+import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -31,7 +32,7 @@ from PIL import Image
 from . import __version__
 from .errors import UsageError
 from .images import ImageDigest, ImageSource, digest_image, digest_loaded, load_image, make_thumbnail
-from .journal import Actor, SignedEntry
+from .journal import Actor, SignedEntry, disclosure_blob
 from .keys import DEFAULT_KEY_NAME, KeyStore, SigningKey
 from .store import NewEntry, Store
 
@@ -130,6 +131,7 @@ class Session:
         seal_on_exit: bool = False,
         thumbnails: bool = False,
         perceptual_hashes: bool = True,
+        private_prompts: bool = False,
         tool: str = "provenance",
         tool_version: str = __version__,
     ) -> None:
@@ -142,7 +144,10 @@ class Session:
         self.seal_on_exit = seal_on_exit
         self.thumbnails = thumbnails
         self.perceptual_hashes = perceptual_hashes
+        self.private_prompts = private_prompts
+        self._commitments: dict[str, str] = {}
         self._prompt: tuple[str | None, str | None] = (None, None)
+        self._private_prompt = False
         self._prompt_revision = 0
         self._parameters: dict[str, Any] = {}
         self._generations: dict[int, tuple[Candidate, ...]] = {}
@@ -244,17 +249,50 @@ class Session:
         body.update(details)
         return self._append("model.load", body, actor)
 
+    def commit_text(self, text: str) -> str:
+        """Record `text` privately: the SHA-256 commitment entries name instead of the text.
+
+        The salted text is kept in the local store as a disclosure blob and
+        leaves it only with ``export(..., disclose=True)``; the same text gets
+        the same commitment within a session.
+        """
+        commitment = self._commitments.get(text)
+        if commitment is None:
+            blob = disclosure_blob(text, secrets.token_bytes(16))
+            commitment = self.store.put_blob(self.journal, blob.data, blob.media_type)
+            self._commitments[text] = commitment
+        return commitment
+
+    def _public(self, name: str, text: str | None, private: bool) -> dict[str, Any]:
+        """`{name: text}`, or for a private text `{name: None, name_commitment: hash}`."""
+        if text is None or not private:
+            return {name: text}
+        return {name: None, f"{name}_commitment": self.commit_text(text)}
+
+    def _public_prompt(self, prompt: str | None, negative: str | None, private: bool) -> dict[str, Any]:
+        return {**self._public("prompt", prompt, private), **self._public("negative_prompt", negative, private)}
+
     def set_prompt(
-        self, prompt: str, negative: str | None = None, *, actor: Actor | str = Actor.HUMAN
+        self,
+        prompt: str,
+        negative: str | None = None,
+        *,
+        private: bool | None = None,
+        actor: Actor | str = Actor.HUMAN,
     ) -> SignedEntry:
-        """A new revision of the prompt (and negative prompt); the full text is kept."""
+        """A new revision of the prompt (and negative prompt); the full text is kept.
+
+        With `private` (default: the session's `private_prompts`), the entry holds
+        salted SHA-256 commitments instead, and later entries that would repeat
+        the prompt (generation inputs, region edits) do likewise.
+        """
+        private = self.private_prompts if private is None else private
         previous = self._prompt
         signed = self._append(
             "prompt.set",
             {
                 "revision": self._prompt_revision + 1,
-                "prompt": prompt,
-                "negative_prompt": negative,
+                **self._public_prompt(prompt, negative, private),
                 "changed": [
                     name
                     for name, old, new in (("prompt", previous[0], prompt), ("negative_prompt", previous[1], negative))
@@ -266,6 +304,7 @@ class Session:
         # Only once recorded: a refused entry must not change what the next one compares with.
         self._prompt_revision += 1
         self._prompt = (prompt, negative)
+        self._private_prompt = private
         return signed
 
     def set_parameters(self, *, actor: Actor | str = Actor.HUMAN, **parameters: Any) -> SignedEntry | None:
@@ -310,8 +349,7 @@ class Session:
             candidates.append(candidate)
             bodies.append(body)
         resolved = {
-            "prompt": self._prompt[0],
-            "negative_prompt": self._prompt[1],
+            **self._public_prompt(self._prompt[0], self._prompt[1], self._private_prompt),
             "prompt_revision": self._prompt_revision or None,
             **self._parameters,
             **(inputs or {}),
@@ -395,8 +433,11 @@ class Session:
             "mode": mode,
             "base": base_digest.to_body(),
             "mask": mask_body,
-            "prompt": prompt if prompt is not None else self._prompt[0],
-            "negative_prompt": negative if negative is not None else self._prompt[1],
+            **self._public_prompt(
+                prompt if prompt is not None else self._prompt[0],
+                negative if negative is not None else self._prompt[1],
+                self._private_prompt or self.private_prompts,
+            ),
             "strength": None if strength is None else float(strength),
             "seed": seed,
             "result": result_body,

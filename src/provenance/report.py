@@ -37,7 +37,7 @@ from PIL import Image, ImageDraw
 
 from . import __version__, _formats
 from .errors import Error, ImageFormatError, MalformedDataError, UsageError
-from .journal import BlobRecord, Checkpoint, SignedEntry
+from .journal import BlobRecord, Checkpoint, SignedEntry, disclosed_text
 from .keys import PublicKey
 from .verify import TimestampCheck, Verdict, iter_file_lines, verify_lines
 
@@ -696,6 +696,7 @@ class _Collector:
         self.backwards = 0  # entries claiming a time before the previous entry's
         self.problems: list[str] = []
         self.blobs: dict[str, BlobRecord] = {}
+        self.disclosed: dict[str, str] = {}  # commitment -> text the author chose to disclose
         self.blob_bytes = 0
         self.referenced: set[str] = set()
 
@@ -729,6 +730,10 @@ class _Collector:
     def visit_blob(self, blob: BlobRecord) -> None:
         # Blobs are unsigned; the entries that name them by hash are.  Keep only
         # image blobs, bounded, and (in `finish`) only those a verified entry names.
+        text = disclosed_text(blob)
+        if text is not None and len(self.disclosed) < _LIST_LIMIT:
+            self.disclosed[blob.sha256] = text
+            return
         size = len(blob.data)
         if (
             blob.media_type in _IMAGE_MEDIA
@@ -818,7 +823,19 @@ class _Collector:
             self.models.append(text)
         return f"model {text}"
 
+    def _revealed(self, body: Mapping[str, Any], name: str) -> Any:
+        """The text of a prompt field, or for a private one its disclosure or a 'withheld' note."""
+        value = body.get(name)
+        commitment = body.get(f"{name}_commitment")
+        if value is None and isinstance(commitment, str):
+            if commitment in self.disclosed:
+                return self.disclosed[commitment] + " [disclosed: matches its signed commitment]"
+            return f"[withheld by the author; committed as sha256:{_display(commitment, 16)}…]"
+        return value
+
     def prompt_set(self, seq: int, time: _dt.datetime, actor: str, body: Mapping[str, Any]) -> str:
+        revealed = {name: self._revealed(body, name) for name in ("prompt", "negative_prompt")}
+        body = {**body, **revealed}
         prompt, negative = _text(body.get("prompt")), _text(body.get("negative_prompt"))
         revision = _int(body.get("revision"))
         before = self.prompt_state

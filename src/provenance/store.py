@@ -34,6 +34,7 @@ from .errors import (
 )
 from .journal import (
     CHECKPOINT_SPAN,
+    DISCLOSURE_MEDIA_TYPE,
     GENESIS_KIND,
     SEAL_KIND,
     Actor,
@@ -369,9 +370,12 @@ class Store:
             )
         return blob.sha256
 
-    def blobs(self, journal: str) -> Iterator[BlobRecord]:
+    def blobs(self, journal: str, *, disclosures: bool = False) -> Iterator[BlobRecord]:
+        """Optional blobs: thumbnails and masks, or (`disclosures`) the texts kept private."""
+        operator = "=" if disclosures else "!="
         for media_type, data in self._cursor(
-            "SELECT media_type, data FROM blobs WHERE journal = ? ORDER BY sha256", (journal,)
+            f"SELECT media_type, data FROM blobs WHERE journal = ? AND media_type {operator} ? ORDER BY sha256",
+            (journal, DISCLOSURE_MEDIA_TYPE),
         ):
             yield BlobRecord(media_type, bytes(data))
 
@@ -425,11 +429,14 @@ class Store:
     # -- export, import, verify ------------------------------------------------
 
     def export_lines(
-        self, journal: str, *, all_checkpoints: bool = False, blobs: bool = True
+        self, journal: str, *, all_checkpoints: bool = False, blobs: bool = True, disclose: bool = False
     ) -> Iterator[bytes]:
         """The portable journal, line by line (each ends in a newline).
 
         Optional blobs (thumbnails, masks) follow the entries unless `blobs` is off.
+        Texts recorded as private (salted commitments) stay out unless `disclose`
+        is set; then their disclosure blobs come right after the keys, so a
+        reader knows them before the entries that name them.
 
         Unless `all_checkpoints` is set, only the checkpoints an auditor needs are
         written: the latest, those carrying a timestamp, and those closing an
@@ -440,6 +447,9 @@ class Store:
         yield Header(journal).to_line() + b"\n"
         for public in self.public_keys(journal):
             yield KeyRecord(public).to_line() + b"\n"
+        if disclose:
+            for blob in self.blobs(journal, disclosures=True):
+                yield blob.to_line() + b"\n"
         kept = self._kept_checkpoints(journal, info.size, all_checkpoints)
         timestamps: dict[int, list[bytes]] = {}
         for size, token in self._query(
@@ -488,10 +498,16 @@ class Store:
             current = following
 
     def export(
-        self, journal: str, out: str | Path | IO[bytes], *, all_checkpoints: bool = False, blobs: bool = True
+        self,
+        journal: str,
+        out: str | Path | IO[bytes],
+        *,
+        all_checkpoints: bool = False,
+        blobs: bool = True,
+        disclose: bool = False,
     ) -> None:
         """Write the portable journal file (atomically when given a path)."""
-        lines = self.export_lines(journal, all_checkpoints=all_checkpoints, blobs=blobs)
+        lines = self.export_lines(journal, all_checkpoints=all_checkpoints, blobs=blobs, disclose=disclose)
         if not isinstance(out, (str, Path)):
             for line in lines:
                 out.write(line)
@@ -511,7 +527,7 @@ class Store:
 
     def verify(self, journal: str, **options: Any) -> Verdict:
         """Verify a stored journal exactly as its exported file would be verified."""
-        return verify_lines(self.export_lines(journal, all_checkpoints=True), **options)
+        return verify_lines(self.export_lines(journal, all_checkpoints=True, disclose=True), **options)
 
     def import_file(self, path: str | Path) -> str:
         """Add a verified portable journal to the store; returns its id.

@@ -42,6 +42,7 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")
 # Arguments that are not recorded as values: they are tensors or callbacks whose
 # digest (or name) is recorded instead.
 _CALLBACK_ARGS = ("callback", "callback_on_step_end", "callback_steps")
+_PROMPT_ARGS = ("prompt", "negative_prompt", "prompt_2", "negative_prompt_2")
 
 
 def pipeline_mode(pipe: Any) -> str:
@@ -239,6 +240,14 @@ class RecordedPipeline:
             if isinstance(arguments.get("negative_prompt"), str)
             else None,
         }
+        if self._session.private_prompts or self._session._private_prompt:
+            # Private prompts: every copy of their text becomes its commitment.
+            for mapping in (recorded, inputs):
+                for name in _PROMPT_ARGS:
+                    value = mapping.get(name)
+                    if isinstance(value, str):
+                        mapping[name] = None
+                        mapping[f"{name}_commitment"] = self._session.commit_text(value)
         source = arguments.get("image")
         mask = arguments.get("mask_image")
         mode = pipeline_mode(self._pipe)
