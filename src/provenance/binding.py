@@ -53,7 +53,7 @@ from .journal import (
 )
 from .keys import PublicKey, SigningKey
 from .store import Store
-from .verify import Verdict, failure_code, verify_lines
+from .verify import BlobVisitor, EntryVisitor, Verdict, failure_code, verify_lines
 
 if TYPE_CHECKING:
     from .recorder import Session
@@ -302,8 +302,15 @@ def verify_image(
     trusted: Sequence[PublicKey] = (),
     checkpoints: Sequence[Checkpoint] = (),
     tsa_roots: Sequence[bytes] = (),
+    thorough: bool = False,
+    visitor: EntryVisitor | None = None,
+    blob_visitor: BlobVisitor | None = None,
 ) -> ImageVerdict:
-    """Verify the journal an image carries (or its sidecar) and that this file is the one it binds."""
+    """Verify the journal an image carries (or its sidecar) and that this file is the one it binds.
+
+    `visitor` and `blob_visitor` see the journal's entries and blobs as
+    `verify_lines` reads them (not called when only a compact proof is at hand).
+    """
     fmt = _detect(data)
     try:
         carried = journal_lines_from_image(data) if fmt is not None else None
@@ -333,10 +340,15 @@ def verify_image(
     def collect(signed: SignedEntry) -> None:
         if signed.entry.kind == EXPORT_KIND:
             exports.append((signed.entry.seq, dict(signed.entry.body)))
+        if visitor is not None:
+            visitor(signed)
 
     if lines:
         held = [*checkpoints, proof.checkpoint] if proof is not None else list(checkpoints)
-        verdict = verify_lines(lines, trusted=trusted, checkpoints=held, tsa_roots=tsa_roots, visitor=collect)
+        verdict = verify_lines(
+            lines, trusted=trusted, checkpoints=held, tsa_roots=tsa_roots, thorough=thorough,
+            visitor=collect, blob_visitor=blob_visitor,
+        )
     else:
         assert proof is not None
         verdict = proof.verdict(trusted)

@@ -1550,7 +1550,7 @@ def _file_lines(path: Path) -> Iterator[bytes]:
 def _report_image(
     path: Path, journal_file: Path | None, options: dict[str, Any], now: _dt.datetime | None
 ) -> Report:
-    from .binding import journal_lines_from_image, sidecar_path, verify_image
+    from .binding import sidecar_path, verify_image
     from .images import read_image_file
 
     data = read_image_file(path)
@@ -1560,35 +1560,24 @@ def _report_image(
     sidecar = None
     if sidecar_file.is_file():
         sidecar = read_image_file(sidecar_file)  # bounded read; it is a journal, not an image
-    verify_options = {k: v for k, v in options.items() if k != "thorough"}
-    image = verify_image(data, sidecar=sidecar, journal_lines=given, **verify_options)
-    # The same lines verify_image used, streamed once more through the collector.
-    lines: list[bytes] | None
-    try:
-        carried = journal_lines_from_image(data) if _is_image(data[:16]) else None
-    except (ImageFormatError, Error):
-        carried = None
-    from_sidecar = False
-    if given is not None:
-        lines = given
-    elif carried is not None and carried[1] != "compact":
-        lines = carried[0]
-    elif sidecar is not None:
-        lines, from_sidecar = sidecar.splitlines(keepends=True), True
-    else:
-        lines = None
     collector = _Collector()
-    absent = None
-    if lines is not None:
-        journal = verify_lines(lines, visitor=collector.visit, blob_visitor=collector.visit_blob, **options)
-        if sidecar is not None and not from_sidecar and collector.referenced - set(collector.blobs):
+    image = verify_image(
+        data, sidecar=sidecar, journal_lines=given,
+        visitor=collector.visit, blob_visitor=collector.visit_blob, **options,
+    )
+    # The collector saw the journal verify_image read, if it read one (not a compact proof alone).
+    read_journal = image.carrier in ("embedded", "sidecar", "given") or (
+        image.carrier == "compact" and given is not None
+    )
+    journal, absent = image.journal, None
+    if read_journal:
+        if sidecar is not None and image.carrier != "sidecar" and collector.referenced - set(collector.blobs):
             # Thumbnails left out of the embedded copy may be in a sidecar: blobs are
             # content-addressed and named by signed entries, so any source will do.
             for line in sidecar.splitlines(keepends=True):
                 if b'"type":"blob"' in line:
                     _blob_from_line(line, collector)
     else:
-        journal = image.journal
         if image.carrier == "compact":
             absent = ("the image carries only a compact proof of its export entry; give the full journal "
                       "(--journal FILE) to report the process")
