@@ -34,9 +34,9 @@ def cmd_attach(args: argparse.Namespace) -> int:
     with cli._open_store() as store:
         journal = store.resolve(args.journal)
         result = binding.attach(data, store=store, journal=journal, key=key, mode=mode, file_name=output.name)
-        binding._write(output, result.data)
+        binding.write_file(output, result.data)
         if result.sidecar is not None:
-            binding._write(binding.sidecar_path(output), result.sidecar)
+            binding.write_file(binding.sidecar_path(output), result.sidecar)
     cli._out(f"wrote {output} ({result.format}, journal {mode}ded)" if mode == "embed" else f"wrote {output}")
     if result.sidecar is not None:
         cli._out(f"wrote {binding.sidecar_path(output)}")
@@ -121,7 +121,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     else:
         lines = carried[0]
     target = Path(args.output)
-    binding._write(target, b"".join(lines))
+    binding.write_file(target, b"".join(lines))
     cli._out(f"wrote {target}")
     return cli.EXIT_OK
 

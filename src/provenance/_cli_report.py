@@ -129,15 +129,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _write_text(path: Path, text: str) -> None:
+    from ._io import write_atomic
     from .errors import UsageError
 
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    write_atomic(path, (text.encode("utf-8"),), UsageError)
 
 
 # -- walking a folder ------------------------------------------------------------------

@@ -31,6 +31,7 @@ from PIL import Image
 
 from . import _formats, merkle
 from ._encoding import b64decode, b64encode, canonical_json, strict_loads
+from ._io import write_atomic
 from .errors import (
     BadSignatureError,
     BindingError,
@@ -215,9 +216,9 @@ def save_and_attach(
         data, store=session.store, journal=session.journal, key=session.key, mode=mode,
         file_name=path.name, digest=digest, source=source,
     )
-    _write(path, result.data)
+    write_file(path, result.data)
     if result.sidecar is not None:
-        _write(sidecar_path(path), result.sidecar)
+        write_file(sidecar_path(path), result.sidecar)
     return path
 
 
@@ -225,14 +226,9 @@ def sidecar_path(image_path: Path) -> Path:
     return image_path.with_name(image_path.name + SIDECAR_SUFFIX)
 
 
-def _write(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_bytes(data)
-        os.replace(temporary, path)
-    except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+def write_file(path: Path, data: bytes) -> None:
+    """Write an output image or journal atomically."""
+    write_atomic(path, (data,), UsageError)
 
 
 # -- verification ----------------------------------------------------------------

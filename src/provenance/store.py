@@ -25,6 +25,7 @@ import attrs
 
 from . import __version__, merkle
 from ._home import data_dir, ensure_private_dir
+from ._io import write_atomic
 from .errors import (
     ForkedJournalError,
     JournalNotFoundError,
@@ -512,18 +513,7 @@ class Store:
             for line in lines:
                 out.write(line)
             return
-        target = Path(out)
-        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        try:
-            with open(temporary, "wb") as handle:
-                for line in lines:
-                    handle.write(line)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, target)
-        except OSError as exc:
-            temporary.unlink(missing_ok=True)
-            raise StoreError(f"cannot write {target}: {exc.strerror or exc}") from None
+        write_atomic(out, lines, StoreError)
 
     def verify(self, journal: str, **options: Any) -> Verdict:
         """Verify a stored journal exactly as its exported file would be verified."""
