@@ -12,7 +12,7 @@ from typing import Any
 from . import _cli as cli
 from . import binding
 from .errors import UsageError
-from .images import read_image_file
+from .images import MAX_IMAGE_FILE, read_image_file
 from .journal import SignedEntry
 from .verify import verify_lines
 
@@ -56,19 +56,16 @@ def looks_like_image(path: Path) -> bool:
 
 
 def verify_image_file(path: Path, args: argparse.Namespace) -> binding.ImageVerdict:
-    data = read_image_file(path)
-    sidecar_file = binding.sidecar_path(path)
-    sidecar = sidecar_file.read_bytes() if sidecar_file.is_file() else None
     journal_lines = None
     if getattr(args, "journal", None):
-        journal_lines = Path(args.journal).read_bytes().splitlines(keepends=True)
-    return binding.verify_image(
-        data,
-        sidecar=sidecar,
+        journal_lines = cli._read_bytes(args.journal, MAX_IMAGE_FILE).splitlines(keepends=True)
+    return binding.verify_image_file(
+        path,
         journal_lines=journal_lines,
         trusted=cli._trusted(getattr(args, "trust", [])),
         checkpoints=cli._held_checkpoints(getattr(args, "checkpoint", [])),
         tsa_roots=[cli._read_bytes(p) for p in getattr(args, "tsa_root", [])],
+        thorough=getattr(args, "thorough", False),
     )
 
 

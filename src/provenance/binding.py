@@ -495,5 +495,5 @@ def verify_image_file(path: str | os.PathLike[str], **options: Any) -> ImageVerd
     data = read_image_file(path)
     sidecar = sidecar_path(Path(path))
     if "sidecar" not in options and sidecar.is_file():
-        options["sidecar"] = sidecar.read_bytes()
+        options["sidecar"] = read_image_file(sidecar)  # bounded read; a journal, not an image
     return verify_image(data, **options)
