@@ -29,6 +29,7 @@ from provenance._encoding import (
     decode_value,
     encode_value,
     format_time,
+    loads_canonical,
     parse_time,
     strict_loads,
 )
@@ -560,3 +561,66 @@ def test_canonical_json_is_exactly_rfc8785(value: Any) -> None:
 )
 def test_canonical_json_key_order_is_utf16(value: Any) -> None:
     assert canonical_json(value) == bytes(rfc8785.dumps(value))
+
+
+# -- loads_canonical: the entry parser's fast path agrees with the reference path ------------
+
+
+def reference_loads_canonical(text: bytes) -> Any:
+    """What loads_canonical must do, spelled with the slow parts: stdlib strict
+    parsing, the reference RFC 8785 implementation and the full decode walk."""
+    value = strict_loads(text)
+    if bytes(rfc8785.dumps(value)) != text:
+        raise ValueError("not canonical")
+    return decode_value(value)
+
+
+def outcome(fn: Any, text: bytes) -> tuple[str, Any]:
+    try:
+        return "ok", fn(text)
+    except (ValueError, TypeError, RecursionError, UnicodeDecodeError, rfc8785.CanonicalizationError):
+        return "refused", None
+
+
+NUMBER_TEXTS = [b"1.5", b"-0.5", b"1e+21", b"1e21", b"1E5", b"9007199254740992", b"-9007199254740992",
+                b"18446744073709551615", b"123456789012345678901234", b"0", b"-0", b"01", b"2.0", b"5e-324"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(values, st.data())
+def test_loads_canonical_agrees_with_the_reference(value: Any, data: st.DataObject) -> None:
+    text = canonical_json(encode_value(value))
+    assert same(loads_canonical(text), value)
+    # Then any small change: both accept the same texts, with the same result.
+    mutated = bytearray(text)
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(mutated)))
+        choice = data.draw(st.sampled_from(["flip", "insert", "delete", "number"]))
+        if choice == "flip" and at < len(mutated):
+            mutated[at] ^= 1 << data.draw(st.integers(0, 7))
+        elif choice == "insert":
+            mutated[at:at] = data.draw(st.sampled_from([b"$", b'"$', b"0", b".5", b"e5", b" ", b",", b'"$$', b"{}"]))
+        elif choice == "delete" and at < len(mutated):
+            del mutated[at]
+        elif choice == "number":
+            mutated[at:at] = data.draw(st.sampled_from(NUMBER_TEXTS))
+    got, expected = outcome(loads_canonical, bytes(mutated)), outcome(reference_loads_canonical, bytes(mutated))
+    assert got[0] == expected[0], bytes(mutated)
+    if got[0] == "ok":
+        assert same(got[1], expected[1])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b'{"a":1.5}', b'[1,2.5]', b'[-1e-7]', b'{"a":9007199254740992}', b'[-9007199254740992]',
+     b'{"t":"08:11:52.320701","x":{"$float":"7.5"},"y":[1.5]}', b'{"a":1,"a":1}', b'{"a":NaN}',
+     b'{"$int":"5"}', b'{"$x":1}', b'{"$int":"9007199254740993","b":1}', b' {}', b'{} ', b'{"a":"\\ud800"}'],
+)
+def test_loads_canonical_refuses_what_entries_cannot_hold(text: bytes) -> None:
+    with pytest.raises(ValueError):
+        loads_canonical(text)
+
+
+def test_loads_canonical_decodes_tags_and_escaped_keys_anywhere() -> None:
+    text = canonical_json(encode_value({"t": "08:11:52.5", "g": 7.5, "s": 2**64 - 1, "$k": [b"\x00", {"$": 1.0}]}))
+    assert same(loads_canonical(text), {"t": "08:11:52.5", "g": 7.5, "s": 2**64 - 1, "$k": [b"\x00", {"$": 1.0}]})

@@ -26,6 +26,7 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 import rfc8785
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "encode_value",
     "format_time",
     "is_canonical_json",
+    "loads_canonical",
     "parse_time",
     "strict_loads",
 ]
@@ -155,41 +157,93 @@ def decode_value(value: Any, _depth: int = 0) -> Any:
     raise ValueError(f"unexpected JSON value of type {kind.__name__}")
 
 
-# An integer of sixteen digits or more where a JSON value starts (after ``:``,
-# ``[`` or ``,``; canonical text has no whitespace) is the only spelling an
-# integer outside the safe range has.  It is looked for in a copy of the text
-# with those three bytes mapped to 0x01 and every digit to ``0``, where plain
-# substring search is several times cheaper than a regular expression: every
-# such integer shows as 0x01, an optional ``-`` and sixteen ``0``.  Other text
-# may match too (digits in strings), which only costs the full walk.
-_INT_START_SCAN = bytes.maketrans(b"0123456789:,[", b"0000000000\x01\x01\x01")
-_LONG_INTEGER = b"\x01" + b"0" * 16
-_LONG_NEGATIVE_INTEGER = b"\x01-" + b"0" * 16
+# A number in canonical text (no whitespace) starts right after ``":`` (a member
+# value) or after ``[`` or ``,`` (an array element).  An integer outside the safe
+# range there is 16 digits or more, and a float shows a ``.`` or an exponent
+# after at most 21 digits.  Both are looked for in a copy of the text with every
+# digit mapped to ``0``, ``:`` to 0x01, ``[`` and ``,`` to 0x02 and ``"`` to
+# 0x03, where two regular expressions with a literal first byte run several
+# times faster than one on the text itself (a ``:`` inside a string, as in a
+# time, is not preceded by a quote).  Text inside strings may match too, which
+# only costs the full walk.
+_NUMBER_SCAN = bytes.maketrans(b'0123456789:,["', b"0000000000\x01\x02\x02\x03")
+_LONG_OR_FLOAT_MEMBER = re.compile(rb"\x03\x01-?0(?:0{15}|0{0,20}[.eE])")
+_LONG_OR_FLOAT_ELEMENT = re.compile(rb"\x02-?0(?:0{15}|0{0,20}[.eE])")
 
 
 def decode_canonical(value: Any, spelled: bytes) -> Any:
-    """`decode_value` of `value`, a part of the JSON `spelled`, skipping the walk when it is idle.
+    """`decode_value` of `value`, parsed from the JSON `spelled`, skipping the walk when it is idle.
 
-    Preconditions (the entry parser's): `value` was parsed from `spelled` by
-    `strict_loads(..., floats=False)`, so it holds no float, and `spelled` is
-    in its RFC 8785 form (checked before), so a ``$`` is spelled literally and
-    an integer as plain decimal digits right after ``:``, ``[`` or ``,``.
-    `decode_value` returns its input unchanged unless the value holds a
-    mapping key starting with ``$`` (which needs ``"$`` in the text), an
-    integer outside the safe range (16 digits or more after one of those), a
-    float (refused at parsing), or containers nested more than 64 deep (more
-    than 64 ``{``/``[`` bytes); if the text could hold any of these the value
-    goes through the full walk, so the outcome is `decode_value`'s, errors
-    included.
+    Precondition: `spelled` is in its RFC 8785 form (checked before), so a
+    ``$`` is spelled literally and a number as described above.
+    `decode_value` returns its input unchanged unless the value holds a mapping
+    key starting with ``$`` (which needs ``"$`` in the text), an integer outside
+    the safe range (16 digits or more after one of those), a float, or
+    containers nested more than 64 deep (more than 64 ``{``/``[`` bytes); if
+    the text could hold any of these the value goes through the full walk, so
+    the outcome is `decode_value`'s, errors included.  (A number alone, with
+    nothing before it, takes the walk too.)
     """
-    if (
-        b'"$' in spelled
-        or spelled.count(b"{") + spelled.count(b"[") > _MAX_DEPTH
-        or _LONG_INTEGER in (scan := spelled.translate(_INT_START_SCAN))
-        or _LONG_NEGATIVE_INTEGER in scan
+    if spelled[:1] not in (b"{", b"[") or spelled.count(b"{") + spelled.count(b"[") > _MAX_DEPTH or (
+        _LONG_OR_FLOAT_MEMBER.search(scan := spelled.translate(_NUMBER_SCAN))
+        or _LONG_OR_FLOAT_ELEMENT.search(scan)
     ):
         return decode_value(value)
+    if b'"$' in spelled:
+        return _undo_tags(value)
     return value
+
+
+def _undo_tags(value: Any) -> Any:
+    """`decode_value` of a value with no float, no unsafe integer and at most 64 containers.
+
+    Only mappings and lists can change, so scalars are not visited; `value` is
+    fresh from the parser and is decoded in place.
+    """
+    kind = type(value)
+    if kind is dict:
+        # Keys come in canonical order, so no key starts with ``$`` unless the
+        # first sorts at or before it (a tag, an escaped key, or a rare key such
+        # as one starting with a space): those mappings take the full walk.
+        first = next(iter(value), None)
+        if first is not None and first[:1] <= "$":
+            if len(value) == 1 and first in _TAGS:
+                return _decode_tag(first, value[first])
+            return decode_value(value)
+        for key, item in value.items():
+            item_kind = type(item)
+            if item_kind is dict or item_kind is list:
+                decoded = _undo_tags(item)
+                if decoded is not item:
+                    value[key] = decoded  # the keys stay: allowed while iterating
+    elif kind is list:
+        for index, item in enumerate(value):
+            item_kind = type(item)
+            if item_kind is dict or item_kind is list:
+                decoded = _undo_tags(item)
+                if decoded is not item:
+                    value[index] = decoded
+    return value
+
+
+def loads_canonical(spelled: bytes) -> Any:
+    """The value `spelled` encodes, with its tags undone; raises ValueError unless it is exact.
+
+    `spelled` must be exactly the RFC 8785 form of a value `encode_value` can
+    write: JSON (UTF-8, no NaN or Infinity), no repeated key (the parsed object
+    then has fewer members than the text, so its canonical form differs), no
+    other spelling, no bare float, no malformed tag.  This is the entry
+    parser's path, where verification spends its time: orjson parses and
+    re-spells the text, which the comparison makes as exact as `rfc8785` itself
+    (a spelling orjson got wrong could only be refused, never accepted).
+    """
+    try:
+        value = orjson.loads(spelled)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({str(exc).split(':')[0]})") from None
+    if not is_canonical_json(value, spelled):
+        raise ValueError("not in canonical form (RFC 8785)")
+    return decode_canonical(value, spelled)
 
 
 def _decode_tag(tag: str, item: Any) -> Any:
@@ -237,35 +291,10 @@ def _no_constants(name: str) -> Any:
 _STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
 
 
-# Without the duplicate-key hook (which costs a Python call per object): only for
-# text that is then checked with `is_canonical_json`, which a duplicate key
-# cannot pass (the parsed object has fewer members than the text).
-_CANONICAL_DECODER = json.JSONDecoder(parse_constant=_no_constants)
-
-
-def _no_floats(_text: str) -> Any:
-    raise ValueError("bare JSON float (floats must be tagged)")
-
-
-# The same, refusing every JSON number with a fraction or an exponent (entries
-# carry floats only as `$float` tags), at no cost for the numbers it accepts.
-_CANONICAL_NO_FLOATS_DECODER = json.JSONDecoder(parse_constant=_no_constants, parse_float=_no_floats)
-
-
-def strict_loads(data: bytes | str, *, canonical_check_follows: bool = False, floats: bool = True) -> Any:
-    """json.loads that refuses duplicate keys and NaN/Infinity, as RFC 8785 input must.
-
-    With `floats=False` (only together with `canonical_check_follows`) any
-    number with a fraction or exponent is refused as well.
-    """
+def strict_loads(data: bytes | str) -> Any:
+    """json.loads that refuses duplicate keys and NaN/Infinity, as RFC 8785 input must."""
     text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
-    if canonical_check_follows:
-        decoder = _CANONICAL_DECODER if floats else _CANONICAL_NO_FLOATS_DECODER
-    else:
-        if not floats:
-            raise ValueError("floats=False needs canonical_check_follows=True")
-        decoder = _STRICT_DECODER
-    value, end = decoder.raw_decode(text)
+    value, end = _STRICT_DECODER.raw_decode(text)
     if text[end:].strip(" \t\n\r"):
         raise ValueError("extra data after the JSON value")
     if text[:1].isspace():
@@ -273,15 +302,14 @@ def strict_loads(data: bytes | str, *, canonical_check_follows: bool = False, fl
     return value
 
 
-# For values with no floats, no unsafe integers and no mapping key beyond the
-# Basic Multilingual Plane's lower half, the standard library produces exactly
-# the RFC 8785 bytes (sorted keys, minimal separators, the same string escapes)
-# at a fraction of the cost of the pure-Python implementation.  Anything else
-# (a key whose UTF-16 order differs from its code-point order, a float whose
-# ECMAScript form differs from repr) goes through `rfc8785`.
-_FAST_ENCODER = json.JSONEncoder(
-    ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False, check_circular=False
-)
+# For values with no floats, no integers beyond 64 bits and no mapping key
+# beyond the Basic Multilingual Plane's lower half, orjson with sorted keys
+# writes exactly the RFC 8785 bytes (minimal separators, the same string
+# escapes, UTF-8) at a small fraction of the cost of the pure-Python reference.
+# Anything else (a key whose UTF-16 order differs from its code-point order, a
+# float whose ECMAScript form differs) goes through `rfc8785`.  The property
+# tests in tests/test_encoding.py hold both to the same bytes.
+_SORTED_KEYS = orjson.OPT_SORT_KEYS
 
 
 def _fast_path_ok(value: Any, depth: int = 0) -> bool:
@@ -304,35 +332,38 @@ def _fast_path_ok(value: Any, depth: int = 0) -> bool:
 def is_canonical_json(value: Any, spelled: bytes) -> bool:
     """Whether `spelled` is exactly the RFC 8785 form of `value` (as parsed from it)."""
     if spelled.isascii():
-        # ASCII text has no keys whose UTF-16 and code-point orders differ, and
-        # a bare float (which the standard library spells otherwise) is refused
-        # by `decode_value` anyway: the fast encoder decides alone.
+        # ASCII text has no keys whose UTF-16 and code-point orders differ, and a
+        # float orjson spells otherwise only makes the comparison fail: orjson
+        # decides alone.
         try:
-            return _FAST_ENCODER.encode(value).encode("ascii") == spelled
-        except (ValueError, UnicodeEncodeError):
+            return orjson.dumps(value, option=_SORTED_KEYS) == spelled
+        except TypeError:
             return False
-    return canonical_json(value) == spelled
+    try:
+        return canonical_json(value) == spelled
+    except (ValueError, TypeError):
+        return False
 
 
 def canonical_json_encoded(value: Any) -> bytes:
-    """`canonical_json` of a value made by `encode_value` (no bare floats, no unsafe integers).
+    """`canonical_json` of a value made by `encode_value` (no floats, no unsafe integers).
 
-    Only a non-ASCII mapping key can make the standard library's spelling differ
-    from RFC 8785's (UTF-16 versus code-point order), so ASCII output is exact.
+    Only a non-ASCII mapping key can make orjson's spelling differ from RFC
+    8785's (UTF-16 versus code-point order), so ASCII output is exact.
     """
     try:
-        text = _FAST_ENCODER.encode(value)
-    except ValueError:
+        text = orjson.dumps(value, option=_SORTED_KEYS)
+    except TypeError:
         return canonical_json(value)
-    return text.encode("ascii") if text.isascii() else canonical_json(value)
+    return text if text.isascii() else canonical_json(value)
 
 
 def canonical_json(value: Any) -> bytes:
     """RFC 8785 canonical bytes of an already-encoded JSON value."""
     if _fast_path_ok(value):
         try:
-            return _FAST_ENCODER.encode(value).encode("utf-8")
-        except UnicodeEncodeError:
+            return orjson.dumps(value, option=_SORTED_KEYS)
+        except TypeError:
             pass  # a lone surrogate: let rfc8785 report it
     return bytes(rfc8785.dumps(value))
 

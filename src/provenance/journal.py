@@ -31,14 +31,14 @@ import attrs
 
 from . import merkle
 from ._encoding import (
+    MAX_SAFE_INTEGER,
     b64decode,
     b64encode,
     canonical_json,
     canonical_json_encoded,
-    decode_canonical,
     encode_value,
     format_time,
-    is_canonical_json,
+    loads_canonical,
     parse_time,
     strict_loads,
 )
@@ -164,22 +164,21 @@ class Entry:
     def from_payload(cls, payload: bytes) -> Entry:
         """Parse and validate; raises MalformedDataError."""
         try:
-            # Floats are refused while parsing: an entry carries them only as tags.
-            data = strict_loads(payload, canonical_check_follows=True, floats=False)
-            # One spelling per entry: the payload must be exactly its RFC 8785 form.
-            if not is_canonical_json(data, payload):
-                raise ValueError("not in canonical form (RFC 8785)")
+            # One spelling per entry: the payload must be exactly its RFC 8785
+            # form, with floats only as tags; the tags come back decoded.
+            data = loads_canonical(payload)
             if type(data) is not dict or data.keys() != _ENTRY_FIELDS:
                 raise ValueError("entry fields are not exactly " + ", ".join(sorted(_ENTRY_FIELDS)))
             if type(data["v"]) is not int or data["v"] != FORMAT_VERSION:
                 raise ValueError(f"unsupported entry version {data['v']!r}")
             seq = data["seq"]
-            if type(seq) is not int:
+            if type(seq) is not int or seq > MAX_SAFE_INTEGER:
+                # (a tagged `$int` decodes to an int too, but only past the safe range)
                 raise ValueError("seq is not an integer")
             prev = data["prev"]
             if prev is not None and (type(prev) is not str or not _PREV_RE.fullmatch(prev)):
                 raise ValueError("prev is not a SHA-256 hex digest")
-            body = decode_canonical(data["body"], payload)
+            body = data["body"]
             if type(body) is not dict:
                 raise ValueError("body is not an object")
             # The checks the attrs validators (and the converter of `actor`) make,
@@ -216,6 +215,7 @@ class Entry:
 _PREV_RE = re.compile(r"[0-9a-f]{64}")
 _ACTORS = {actor.value: actor for actor in Actor}
 _object_new = object.__new__
+_sha256 = hashlib.sha256
 _object_setattr = object.__setattr__
 
 
@@ -501,7 +501,12 @@ def _parse_entry_line(match: re.Match[bytes]) -> SignedEntry:
     signed = SignedEntry(payload, entry.signer, signature, entry)
     # The line matched the template `to_line` fills, with canonical base64 (checked
     # by `b64decode`) and the signer's key id: it is exactly that line already.
-    _object_setattr(signed, "_line", match.group(0))
+    line = match.group(0)
+    _object_setattr(signed, "_line", line)
+    # Every verifier needs both hashes: set them now rather than through the
+    # cached properties' lookup hook, which costs more than the hashing.
+    _object_setattr(signed, "hash", _sha256(payload).digest())
+    _object_setattr(signed, "leaf_hash", merkle.leaf_hash(line))
     return signed
 
 
