@@ -280,6 +280,63 @@ def test_store_with_another_schema_is_refused(tmp_path: Path) -> None:
         Store(path)
 
 
+def test_a_schema_1_store_is_migrated_and_its_images_still_found(tmp_path: Path) -> None:
+    """Schema 1 kept each perceptual hash once per index band; opening it keeps
+    every recorded hash once, and the next search rebuilds the bands."""
+    from PIL import Image
+
+    from provenance import matching, phash
+
+    image = Image.radial_gradient("L").convert("RGB")
+    value = phash.reference_hash(image).to_str()
+    path = tmp_path / "store.sqlite"
+    with Store(path) as s:
+        journal = s.create_journal(A)
+        s.append(journal, "generation", {"candidates": [{"phash": value}, {"phash": value}]}, key=A)
+    with sqlite3.connect(path) as db:  # rewrite it as schema 1 wrote it
+        db.execute("DROP TABLE phash_bands")
+        db.execute("DROP TABLE phashes")
+        db.execute(
+            "CREATE TABLE phash_index (band INTEGER NOT NULL, journal TEXT NOT NULL, seq INTEGER NOT NULL, "
+            "phash TEXT NOT NULL, PRIMARY KEY (band, journal, seq, phash)) WITHOUT ROWID"
+        )
+        db.executemany(
+            "INSERT INTO phash_index VALUES (?, ?, 1, ?)",
+            [(band, journal, value) for band in phash.index_keys(phash.PerceptualHash.from_str(value))],
+        )
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+    with Store(path) as s:
+        assert s._query("SELECT value FROM meta WHERE key = 'schema'") == [("2",)]
+        assert s._query("SELECT journal, seq, phash FROM phashes") == [(journal, 1, value)]
+        result = matching.find_in_store(s, phash.suspect_hash(image))
+        assert result.matched and result.best is not None and journal in result.best.description
+
+
+def test_perceptual_hashes_are_indexed_by_the_next_search_not_by_append(store: Store) -> None:
+    """Appending writes one row per recorded hash; its index bands (scattered
+    pages) are written once, by the next search, and searches with nothing new
+    take no write lock."""
+    from PIL import Image
+
+    from provenance import phash
+
+    value = phash.reference_hash(Image.radial_gradient("L")).to_str()
+    journal = store.create_journal(A)
+    store.append(journal, "generation", {"candidates": [{"phash": value}, {"phash": "ph2:not-a-hash"}]}, key=A)
+    assert store._query("SELECT COUNT(*) FROM phashes") == [(2,)]
+    assert store._query("SELECT COUNT(*) FROM phash_bands") == [(0,)]
+    keys = phash.index_keys(phash.PerceptualHash.from_str(value))
+    assert store.phash_candidates(keys[:1]) == [(journal, 1, value)]
+    assert store._query("SELECT COUNT(*) FROM phash_bands") == [(len(keys),)]  # the bad one is skipped
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    try:
+        assert store.phash_candidates(keys[1:2]) == [(journal, 1, value)]
+    finally:
+        store._db.set_trace_callback(None)
+    assert not any(s.startswith(("BEGIN", "INSERT")) for s in statements)
+
+
 @pytest.mark.parametrize("content", [b"not a database at all" * 100, b"\x89PNG\r\n\x1a\n" + b"\x00" * 200])
 def test_a_file_that_is_not_a_store_is_refused(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "store.sqlite"

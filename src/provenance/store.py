@@ -58,7 +58,7 @@ from .verify import StreamingVerifier, Verdict, iter_file_lines, verify_lines
 __all__ = ["JournalInfo", "NewEntry", "Store"]
 
 STORE_FILE = "store.sqlite"
-_SCHEMA_VERSION = "1"
+_SCHEMA_VERSION = "2"
 _BUSY_TIMEOUT_MS = 60_000
 
 _SCHEMA = """
@@ -100,12 +100,16 @@ CREATE TABLE IF NOT EXISTS blobs (
     data BLOB NOT NULL,
     PRIMARY KEY (journal, sha256)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS phash_index (
-    band INTEGER NOT NULL,    -- one of provenance.phash.index_keys() of a recorded image's hash
+CREATE TABLE IF NOT EXISTS phashes (
+    id INTEGER PRIMARY KEY,   -- in recording order: appending touches only the table's last page
     journal TEXT NOT NULL,
     seq INTEGER NOT NULL,
-    phash TEXT NOT NULL,
-    PRIMARY KEY (band, journal, seq, phash)
+    phash TEXT NOT NULL       -- a perceptual hash an entry records (provenance.phash string form)
+);
+CREATE TABLE IF NOT EXISTS phash_bands (
+    band INTEGER NOT NULL,    -- one of provenance.phash.index_keys() of phashes(id)
+    id INTEGER NOT NULL REFERENCES phashes(id),
+    PRIMARY KEY (band, id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS public_keys (keyid TEXT PRIMARY KEY, public_key BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS journal_keys (
@@ -162,12 +166,24 @@ class Store:
                 row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
                 if row is None:
                     self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (_SCHEMA_VERSION,))
+                elif row[0] == "1":
+                    self._migrate_from_1()
                 elif row[0] != _SCHEMA_VERSION:
                     raise StoreError(f"{self.path} has store schema {row[0]}; this version reads {_SCHEMA_VERSION}")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}") from None
         except OSError as exc:
             raise StoreError(f"cannot open store {self.path}: {exc.strerror or exc}") from None
+
+    def _migrate_from_1(self) -> None:
+        """Schema 1 kept each perceptual hash once per index band, in the band's row:
+        keep each once (its bands are rebuilt by the next search)."""
+        self._db.execute(
+            "INSERT INTO phashes (journal, seq, phash) "
+            "SELECT DISTINCT journal, seq, phash FROM phash_index ORDER BY journal, seq, phash"
+        )
+        self._db.execute("DROP TABLE phash_index")
+        self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (_SCHEMA_VERSION,))
 
     # -- plumbing ------------------------------------------------------------
 
@@ -323,28 +339,56 @@ class Store:
         return signed_entries
 
     def _index_phashes(self, journal: str, signed: SignedEntry) -> None:
-        """Index the perceptual hashes an entry records, so `find` need not scan every journal."""
+        """Keep the perceptual hashes an entry records, so `find` need not scan every journal.
+
+        Each is one row at the end of `phashes`; its index bands (up to 64
+        rows scattered over the index, a page each to write at every commit)
+        are added by the next search instead, in `_update_phash_bands`.
+        """
         if b'"phash":' not in signed.payload:
             return  # most entries record no image: skip walking their bodies
-        from . import phash
         from .matching import collect_phashes
 
-        rows = []
-        for _, value in collect_phashes(signed.entry.body):
-            try:
-                keys = phash.index_keys(phash.PerceptualHash.from_str(value))
-            except ValueError:
-                continue
-            rows += [(band, journal, signed.entry.seq, value) for band in keys]
-        if rows:
-            self._db.executemany("INSERT OR IGNORE INTO phash_index VALUES (?, ?, ?, ?)", rows)
+        values = dict.fromkeys(value for _, value in collect_phashes(signed.entry.body))
+        self._db.executemany(
+            "INSERT INTO phashes (journal, seq, phash) VALUES (?, ?, ?)",
+            [(journal, signed.entry.seq, value) for value in values],
+        )
+
+    def _update_phash_bands(self) -> None:
+        """Index the bands of every perceptual hash recorded since the last search."""
+        from . import phash
+
+        if self._phash_bands_done() >= self._query("SELECT COALESCE(MAX(id), 0) FROM phashes")[0][0]:
+            return  # up to date: no write lock taken
+        with self._write():
+            done = self._phash_bands_done()
+            rows: list[tuple[int, int]] = []
+            last = done
+            for rowid, value in self._db.execute("SELECT id, phash FROM phashes WHERE id > ? ORDER BY id", (done,)):
+                last = rowid
+                try:
+                    keys = phash.index_keys(phash.PerceptualHash.from_str(value))
+                except ValueError:
+                    continue  # not a hash this version reads: it cannot be found, only skipped
+                rows += [(band, rowid) for band in keys]
+            if last != done:
+                self._db.executemany("INSERT OR IGNORE INTO phash_bands VALUES (?, ?)", rows)
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('phash_bands', ?)", (str(last),))
+
+    def _phash_bands_done(self) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'phash_bands'").fetchone()
+        return int(row[0]) if row is not None else 0
 
     def phash_candidates(self, bands: Sequence[int]) -> list[tuple[str, int, str]]:
         """Recorded images sharing an index band with a suspect: (journal, seq, phash)."""
+        self._update_phash_bands()
         found: dict[tuple[str, int, str], None] = {}
         for band in dict.fromkeys(bands):
             for journal, seq, value in self._query(
-                "SELECT journal, seq, phash FROM phash_index WHERE band = ?", (band,)
+                "SELECT phashes.journal, phashes.seq, phashes.phash FROM phash_bands "
+                "JOIN phashes ON phashes.id = phash_bands.id WHERE phash_bands.band = ?",
+                (band,),
             ):
                 found[(journal, seq, value)] = None
         return list(found)
