@@ -291,7 +291,29 @@ def test_cli_match_says_when_the_journal_is_not_valid(cli: CLI, files: dict[str,
     tampered = tmp_path / "tampered.jsonl"
     tampered.write_bytes(b"".join(lines[:-1]))  # the last checkpoint is gone: entries left uncovered
     code, out, _ = cli("match", files["jpeg-q50"], tampered)
-    assert code == 0 and out.splitlines()[-1] == "  journal verdict: NOT VALID"
+    # Close enough to match, but a hash read from an invalid journal is evidence of nothing.
+    lines = out.splitlines()
+    assert code == 1 and lines[0].startswith("NO MATCH: distance ") and lines[-1] == "  journal verdict: NOT VALID"
+    assert lines[1] == "  the closest recorded image is in a journal that is NOT VALID: it proves nothing"
+    code, out, _ = cli("match", files["jpeg-q50"], tampered, "--json")
+    report = json.loads(out)
+    assert code == 1 and report["matched"] is False and report["best"]["journal_status"] == "invalid"
+    assert report["best"]["distance"] <= report["threshold"]
+    # The same image recorded in a sound journal as well: that match is the one reported.
+    code, out, _ = cli("match", files["jpeg-q50"], tampered, files["journal"])
+    assert code == 0 and out.splitlines()[-1] == "  journal verdict: valid, signer not pinned"
+
+
+def test_best_match_prefers_sound_journals() -> None:
+    value = phash.reference_hash(photo(seed=SEEDS[0]))
+    suspect = phash.suspect_hash(photo(seed=SEEDS[0]))
+    refs = [
+        matching.Reference("broken", value.to_str(), "invalid"),
+        matching.Reference("sound", value.to_str(), "valid"),
+    ]
+    assert matching.best_match(suspect, refs).best.description == "sound"  # type: ignore[union-attr]
+    only_broken = matching.best_match(suspect, refs[:1])
+    assert only_broken.close and not only_broken.matched
 
 
 def test_cli_match_errors(cli: CLI, files: dict[str, Path], tmp_path: Path) -> None:

@@ -210,6 +210,8 @@ def _print_match(result: Any, as_json: bool) -> None:
     verdict = "MATCH" if result.matched else "NO MATCH"
     cli._out(f"{verdict}: distance {result.best.distance} (threshold {result.threshold}, "
              f"{result.compared} recorded images compared)")
+    if result.close and not result.matched:
+        cli._out("  the closest recorded image is in a journal that is NOT VALID: it proves nothing")
     cli._out(f"  closest: {result.best.description}")
     # `match` pins no key, so "untrusted" here only means "valid, signer not pinned" (as `verify` says).
     status = {"untrusted": "valid, signer not pinned", "invalid": "NOT VALID"}.get(result.best.journal_status or "")

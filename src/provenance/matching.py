@@ -55,8 +55,15 @@ class MatchResult:
     compared: int
 
     @property
-    def matched(self) -> bool:
+    def close(self) -> bool:
+        """The closest recorded image is within the threshold (whatever its journal's verdict)."""
         return self.best is not None and self.best.distance <= self.threshold
+
+    @property
+    def matched(self) -> bool:
+        """Within the threshold of an image recorded in a journal that is not invalid:
+        a hash read from a tampered or broken journal is evidence of nothing."""
+        return self.close and self.best is not None and self.best.journal_status != "invalid"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,10 +117,16 @@ def best_match(suspect: int, references: Sequence[Reference]) -> MatchResult:
         except ValueError:
             continue  # a malformed hash in a journal matches nothing
         compared += 1
-        distance = phash.distance(suspect, parsed)
-        if best is None or distance < best.distance:
-            best = ScoredReference(reference.description, distance, reference.journal_status)
+        scored = ScoredReference(reference.description, phash.distance(suspect, parsed), reference.journal_status)
+        if best is None or _rank(scored) < _rank(best):
+            best = scored
     return MatchResult(best, phash.THRESHOLD, compared)
+
+
+def _rank(scored: ScoredReference) -> tuple[bool, bool, int]:
+    # A match in a sound journal comes first, then a match in an invalid one
+    # (reported, not counted), then the nearest miss.
+    return scored.distance > phash.THRESHOLD, scored.journal_status == "invalid", scored.distance
 
 
 def find_in_store(store: Any, suspect: int) -> MatchResult:
