@@ -52,6 +52,7 @@ from .journal import (
     TimestampRecord,
     origin_for,
     pae,
+    parse_entry_line,
     parse_line,
 )
 from .keys import PublicKey
@@ -196,6 +197,16 @@ class StreamingVerifier:
 
     def feed(self, line: bytes) -> Record:
         self.line_no += 1
+        if self.header is not None and line[-1:] == b"\n":
+            # Entry lines, almost every line, matched at once in their one
+            # canonical spelling (so the checks below hold by construction).
+            try:
+                signed = parse_entry_line(line, len(line) - 1)
+            except MalformedDataError as exc:
+                raise MalformedDataError(f"line {self.line_no}: {exc}") from None
+            if signed is not None:
+                self._entry(signed)
+                return signed
         if not line.endswith(b"\n") or line[:1].isspace() or line[:-1].rstrip() != line[:-1]:
             raise MalformedDataError(f"line {self.line_no} is not one JSON object ending in a newline")
         try:
