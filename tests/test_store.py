@@ -716,3 +716,21 @@ def test_sigkill_at_random_moments_loses_nothing_returned(tmp_path: Path) -> Non
         # And the journal can be continued after the crashes.
         s.append(journal, "note", {"after": "crashes"}, key=A)
         assert s.verify(journal).valid
+
+
+def test_before_commit_sees_the_entry_and_can_cancel_the_append(store: Store) -> None:
+    journal = store.create_journal(A)
+    seen: list[bytes] = []
+
+    def export(entry: SignedEntry) -> None:
+        seen.append(b"".join(store.export_lines(journal, blobs=False)))
+
+    signed = store.append(journal, "note", {"n": 1}, key=A, before_commit=export)
+    assert seen == [export_bytes(store, journal)] and signed.to_line() in seen[0]
+
+    def fail(entry: SignedEntry) -> None:
+        raise RuntimeError("changed my mind")
+
+    with pytest.raises(RuntimeError):
+        store.append(journal, "note", {"n": 2}, key=A, before_commit=fail)
+    assert store.info(journal).size == 2 and verify_bytes(export_bytes(store, journal)).valid

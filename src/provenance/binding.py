@@ -23,13 +23,14 @@ import hashlib
 import io
 import os
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
 from PIL import Image
 
-from . import _formats, merkle
+from . import _background, _formats, merkle
 from ._encoding import b64decode, b64encode, canonical_json, strict_loads
 from ._io import write_atomic
 from .errors import (
@@ -141,10 +142,15 @@ def attach(
         raise UsageError("only PNG, JPEG and WebP can carry an embedded journal; use a sidecar")
     prepared = _formats.prepare(data) if fmt is not None else data
     if digest is None or digest.phash is None:
+        # The file hash runs on the background thread while the image decodes.
+        file_hash = _background.submit(_file_binding, prepared, fmt)
         digest = digest_loaded(_decode_any(prepared, fmt), None)
+        file_sha256 = file_hash.result()
+    else:
+        file_sha256 = _file_binding(prepared, fmt)
     binding = {
         "alg": "sha256",
-        "file_sha256": _file_binding(prepared, fmt),
+        "file_sha256": file_sha256,
         "excludes": "provenance data" if fmt is not None else "nothing",
         "pixel_sha256": digest.pixel_sha256,
         "phash": digest.phash,
@@ -153,15 +159,21 @@ def attach(
         "mode": digest.mode,
     }
     body: dict[str, Any] = {"file": file_name, "format": fmt, "attach": mode, "binding": binding, "source": source}
-    entry = store.append(journal, EXPORT_KIND, body, key=key, actor="human")
-    if mode == "compact":
-        payload = b"".join(compact_lines(store, journal, entry))
-    else:
-        payload = b"".join(store.export_lines(journal, blobs=False))
     if mode == "sidecar":
+        entry = store.append(journal, EXPORT_KIND, body, key=key, actor="human")
         return AttachResult(prepared, b"".join(store.export_lines(journal)), entry, fmt or "other")
     assert fmt is not None
-    return AttachResult(_formats.embed(prepared, payload), None, entry, fmt)
+    embedded: list[Future[bytes]] = []
+
+    def start_embedding(entry: SignedEntry) -> None:
+        # Inside the append's transaction, which the export already sees: the
+        # file is compressed and assembled on the background thread while the
+        # commit syncs.  It is returned only once the commit has succeeded.
+        lines = compact_lines(store, journal, entry) if mode == "compact" else store.export_lines(journal, blobs=False)
+        embedded.append(_background.submit(_formats.embed, prepared, b"".join(lines)))
+
+    entry = store.append(journal, EXPORT_KIND, body, key=key, actor="human", before_commit=start_embedding)
+    return AttachResult(embedded[0].result(), None, entry, fmt)
 
 
 def compact_lines(store: Store, journal: str, entry: SignedEntry) -> Iterator[bytes]:

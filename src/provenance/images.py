@@ -13,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import attrs
 from PIL import Image
 
-from . import _formats, phash
+from . import _background, _formats, phash
 from ._io import read_limited
 from .errors import ImageFormatError
 
@@ -79,14 +80,25 @@ def digest_image(source: ImageSource, *, perceptual: bool = True) -> ImageDigest
     return digest_loaded(image, data, perceptual=perceptual)
 
 
+# From this many pixels up, the pixel hash runs on the background thread while
+# the perceptual hash runs here (both mostly outside the GIL); below it the
+# hand-over costs more than it saves.
+_PARALLEL_HASH_PIXELS = 1 << 16
+
+
 def digest_loaded(image: Image.Image, data: bytes | None, *, perceptual: bool = True) -> ImageDigest:
     """The digest of an image already decoded (`data`: its file bytes, if any)."""
+    image.load()  # here, once: the two hashes below then only read the image
+    pixel: Future[bytes] | None = None
+    if perceptual and image.width * image.height >= _PARALLEL_HASH_PIXELS:
+        pixel = _background.submit(_formats.pixel_hash, image)
+    perceptual_hash = phash.reference_hash(image).to_str() if perceptual else None
     return ImageDigest(
-        pixel_sha256=_formats.pixel_hash(image).hex(),
+        pixel_sha256=(_formats.pixel_hash(image) if pixel is None else pixel.result()).hex(),
         width=image.width,
         height=image.height,
         mode=image.mode,
-        phash=phash.reference_hash(image).to_str() if perceptual else None,
+        phash=perceptual_hash,
         file_sha256=None if data is None else hashlib.sha256(data).hexdigest(),
     )
 

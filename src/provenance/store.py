@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -60,6 +60,7 @@ __all__ = ["JournalInfo", "NewEntry", "Store"]
 STORE_FILE = "store.sqlite"
 _SCHEMA_VERSION = "2"
 _BUSY_TIMEOUT_MS = 60_000
+_UNSIGNED_LINE_END = b'"signatures":[],"type":"entry"}'
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -262,10 +263,20 @@ class Store:
         key: SigningKey,
         actor: Actor | str = Actor.TOOL,
         time: _dt.datetime | None = None,
+        before_commit: Callable[[SignedEntry], None] | None = None,
     ) -> SignedEntry:
-        """Append one signed entry (and a checkpoint covering it); durable on return."""
+        """Append one signed entry (and a checkpoint covering it); durable on return.
+
+        `before_commit` is called with the entry inside the transaction, before
+        the commit (and its fsync): reads through this store already see the
+        entry and its checkpoint.  If it raises, nothing is appended.
+        """
         items = [NewEntry(kind, body or {}, Actor(actor), time)]
-        return self.append_many(journal, items, key=key, sign_entries=True)[0]
+        with self._write():
+            signed = self._append_locked(journal, items, key, True)[0]
+            if before_commit is not None:
+                before_commit(signed)
+        return signed
 
     def append_many(
         self, journal: str, items: Sequence[NewEntry], *, key: SigningKey, sign_entries: bool = False
@@ -495,12 +506,12 @@ class Store:
         if disclose:
             for blob in self.blobs(journal, disclosures=True):
                 yield blob.to_line() + b"\n"
-        kept = self._kept_checkpoints(journal, info.size, all_checkpoints)
         timestamps: dict[int, list[bytes]] = {}
         for size, token in self._query(
             "SELECT size, token FROM timestamps WHERE journal = ? ORDER BY size, token", (journal,)
         ):
             timestamps.setdefault(size, []).append(bytes(token))
+        kept = self._kept_checkpoints(journal, info.size, all_checkpoints, timestamps.keys())
         notes = iter(kept)
         next_note = next(notes, None)
         for seq, line in self._cursor("SELECT seq, line FROM entries WHERE journal = ? ORDER BY seq", (journal,)):
@@ -515,23 +526,26 @@ class Store:
             for blob in self.blobs(journal):
                 yield blob.to_line() + b"\n"
 
-    def _kept_checkpoints(self, journal: str, size: int, everything: bool) -> Iterator[tuple[int, str]]:
+    def _kept_checkpoints(
+        self, journal: str, size: int, everything: bool, stamped: Collection[int]
+    ) -> Iterator[tuple[int, str]]:
         """Checkpoints to export, in order.
 
-        Needed: the latest, those carrying a timestamp, those closing an export
-        or seal entry; and enough others that no run of entries longer than
-        `CHECKPOINT_SPAN` goes without one (a verifier then never has to check
-        entry signatures one by one).
+        Needed: the latest, those carrying a timestamp (their sizes: `stamped`),
+        those closing an export or seal entry; and enough others that no run of
+        entries longer than `CHECKPOINT_SPAN` goes without one (a verifier then
+        never has to check entry signatures one by one).
         """
         rows = self._cursor(
             "SELECT c.size, c.note, (c.size = ? OR e.kind IN ('export', 'seal') "
             # the checkpoint closing a batch of entries without their own signature
-            "OR instr(e.line, '\"signatures\":[]') > 0 OR EXISTS "
-            "(SELECT 1 FROM timestamps t WHERE t.journal = c.journal AND t.size = c.size)) "
+            # (an entry line ends with its signatures, then the type)
+            f"OR substr(e.line, -{len(_UNSIGNED_LINE_END)}) = ?) "
             "FROM checkpoints c JOIN entries e ON e.journal = c.journal AND e.seq = c.size - 1 "
             "WHERE c.journal = ? ORDER BY c.size",
-            (size, journal),
+            (size, _UNSIGNED_LINE_END, journal),
         )
+        rows = ((checkpoint_size, note, needed or checkpoint_size in stamped) for checkpoint_size, note, needed in rows)
         last_kept = 0
         current = next(rows, None)
         while current is not None:

@@ -1,0 +1,36 @@
+"""One background thread, for work that releases the GIL while it runs.
+
+SHA-256 over large buffers, zlib, SQLite's fsync and most of Pillow's C loops
+let other Python threads run, so handing one of them to this thread overlaps
+it with what the caller does meanwhile (two cores do two things).  Callers
+wait for the result before they return: nothing outlives the call that
+started it, and an exception reaches the caller through `Future.result`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
+
+__all__ = ["submit"]
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+_lock = threading.Lock()
+_executor: ThreadPoolExecutor | None = None
+_owner_pid = 0
+
+
+def submit(fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> Future[_T]:
+    """Run ``fn(*args, **kwargs)`` on the background thread."""
+    global _executor, _owner_pid
+    with _lock:
+        # A forked child inherits the executor but not its thread: start afresh.
+        if _executor is None or _owner_pid != os.getpid():
+            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="provenance-background")
+            _owner_pid = os.getpid()
+        return _executor.submit(fn, *args, **kwargs)
