@@ -123,6 +123,9 @@ def test_replay_arguments_name_what_only_a_digest_records() -> None:
     kwargs, missing = replay_arguments({"pipeline": {"call": call}})
     assert kwargs == {"prompt": "a harbour", "guidance_scale": 7.5, "original_size": (96, 96), "output_type": "pil"}
     assert sorted(missing) == ["control_image", "ip_adapter_image", "latents"]
+    # A LoRA's weight for the call is a mapping of plain values: replayed as recorded.
+    kwargs, _ = replay_arguments({"pipeline": {"call": call | {"cross_attention_kwargs": {"scale": 0.8}}}})
+    assert kwargs["cross_attention_kwargs"] == {"scale": 0.8}
 
 
 def test_cli_replay_with_a_bad_factory_is_a_one_line_error(

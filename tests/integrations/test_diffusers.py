@@ -219,6 +219,13 @@ def test_generation_records_resolved_call_generator_scheduler_candidates(
     assert call["output_type"] == "pil" and call["return_dict"] is True
     assert call["num_inference_steps"] == arguments["num_inference_steps"]
     assert call["num_images_per_prompt"] == 2
+    # Left out, the size is the one the pipeline used, read back from its output
+    # (image-to-image pipelines take no size: theirs is the input image's).
+    if "height" in defaults:
+        assert (call["height"], call["width"]) == output.images[0].size[::-1]
+        assert pipeline["resolved_from_output"] == ["height", "width"]
+    else:
+        assert "height" not in call and pipeline["resolved_from_output"] == []
     assert call["generator"] == {"generator": {"device": "cpu", "seed": SEED}}
     assert pipeline["generator"] == {"seeds": [SEED], "device": "cpu", "created_by_recorder": False,
                                      "fresh_state": True}

@@ -214,6 +214,15 @@ class RecordedPipeline:
         images = _output_images(output)
         recorded = {k: _to_record(v) for k, v in arguments.items() if k not in _CALLBACK_ARGS}
         recorded.update({k: _to_record(v) for k, v in extra.items()})
+        # The pipeline fills in a size left out (from the model's sample size, or
+        # from the input image): record the one it used, and that it was resolved.
+        resolved = [
+            name
+            for name in ("height", "width")
+            if name in recorded and recorded[name] is None and images
+        ]
+        for name in resolved:
+            recorded[name] = getattr(images[0], name)
         per_prompt = max(1, len(images) // max(1, len(seeds)))
         candidate_seeds = [seeds[min(i // per_prompt, len(seeds) - 1)] for i in range(len(images))]
         scheduler = getattr(self._pipe, "scheduler", None)
@@ -234,6 +243,8 @@ class RecordedPipeline:
                 # On CPU the pixels depend on torch's intra-op thread count (sums
                 # are split differently): replay needs it to reproduce exactly.
                 "runtime": {"torch": str(torch.__version__), "threads": int(torch.get_num_threads())},
+                # Arguments the call left out whose value is read back from its output.
+                "resolved_from_output": resolved,
             },
             "prompt": arguments.get("prompt") if isinstance(arguments.get("prompt"), str) else None,
             "negative_prompt": arguments.get("negative_prompt")
@@ -332,6 +343,8 @@ _REPLAYABLE = (
     "timesteps",
     "sigmas",
 )
+# Mappings of plain values passed through as recorded.
+_REPLAYABLE_MAPPINGS = frozenset({"cross_attention_kwargs"})
 # SDXL's micro-conditioning sizes are tuples; the journal holds them as lists,
 # and the pipelines concatenate them with tuples.
 _TUPLE_ARGS = frozenset(
@@ -361,6 +374,10 @@ def replay_arguments(inputs: Mapping[str, Any]) -> tuple[dict[str, Any], list[st
     for name, value in call.items():
         if name in _REPLAYABLE and (value is None or isinstance(value, (bool, int, float, str, list))):
             kwargs[name] = tuple(value) if name in _TUPLE_ARGS and isinstance(value, list) else value
+        elif name in _REPLAYABLE_MAPPINGS and isinstance(value, dict) and all(
+            isinstance(item, (bool, int, float, str)) or item is None for item in value.values()
+        ):
+            kwargs[name] = dict(value)  # e.g. {"scale": 0.8}, a LoRA's weight for this call
         elif _recorded_by_digest(value) and not (name in ("image", "mask_image") and "image" in value):
             # Only a digest is in the journal (replay finds `image`/`mask_image` itself):
             # say so, rather than replay without it and report "differs".
