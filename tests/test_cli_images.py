@@ -322,6 +322,11 @@ def test_png_with_sidecar(cli: CLI, recorded: Recorded, tmp_path: Path) -> None:
     assert out.splitlines()[:2] == [f"wrote {out_path}", f"wrote {sidecar}"]
     assert _formats.extract(out_path.read_bytes()) is None
     assert "this exact file (hard binding); journal sidecar" in cli.ok("verify", out_path)
+    assert cli.ok("inspect", out_path).splitlines()[-1] == (
+        f"no embedded provenance data; a sidecar journal is beside it: {sidecar}; "
+        f"run `provenance verify {out_path}`"
+    )
+    assert json.loads(cli.ok("inspect", out_path, "--json"))["sidecar"] == str(sidecar)
     extracted = tmp_path / "side.jsonl"
     cli.ok("extract", out_path, "-o", extracted)
     assert extracted.read_bytes() == sidecar.read_bytes()
@@ -336,6 +341,12 @@ def test_other_formats_get_a_sidecar(cli: CLI, recorded: Recorded, tmp_path: Pat
     assert written.read_bytes() == recorded.files[name].read_bytes()  # the image is left as it is
     assert out.splitlines()[1] == f"wrote {binding.sidecar_path(written)}"
     assert "this exact file (hard binding); journal sidecar" in cli.ok("verify", written)
+    lines = cli.ok("inspect", written).splitlines()
+    assert lines[0] == f"{written}: not PNG, JPEG or WebP"
+    assert lines[-1].startswith("no embedded provenance data; a sidecar journal is beside it: ")
+    binding.sidecar_path(written).rename(tmp_path / "moved.jsonl")
+    assert cli.ok("inspect", written).splitlines()[-1] == "no provenance data"
+    (tmp_path / "moved.jsonl").rename(binding.sidecar_path(written))
     extracted = tmp_path / "x.jsonl"
     cli.ok("extract", written, "-o", extracted)
     assert verify_lines(extracted.read_bytes().splitlines(keepends=True)).valid

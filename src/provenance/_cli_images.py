@@ -85,17 +85,26 @@ def print_image_verdict(verdict: binding.ImageVerdict, as_json: bool) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    report = binding.inspect_image(read_image_file(args.image))
+    data = read_image_file(args.image)
+    if binding._detect(data):
+        report = binding.inspect_image(data)
+    else:  # a format that cannot carry a journal: only a sidecar can
+        report = {"format": None, "chunks": [], "provenance": None}
+    sidecar = binding.sidecar_path(Path(args.image))
+    report["sidecar"] = str(sidecar) if sidecar.is_file() else None
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
         return cli.EXIT_OK
-    cli._out(f"{args.image}: {report['format'].upper()}")
+    cli._out(f"{args.image}: {report['format'].upper() if report['format'] else 'not PNG, JPEG or WebP'}")
     for chunk in report["chunks"]:
         name = chunk.get("type") or chunk.get("name")
         extra = " <- provenance" if chunk.get("provenance") or chunk.get("ours") else ""
         cli._out(f"  {name!s:<8} offset {chunk.get('offset')!s:>9}  length {chunk.get('length')!s:>9}{extra}")
     provenance = report["provenance"]
-    if provenance is None:
+    if provenance is None and report["sidecar"] is not None:
+        cli._out(f"no embedded provenance data; a sidecar journal is beside it: {report['sidecar']}; "
+                 f"run `provenance verify {args.image}`")
+    elif provenance is None:
         cli._out("no provenance data")
     else:
         cli._out(
@@ -114,7 +123,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         if not sidecar.is_file():
             cli._out("no provenance data")
             return cli.EXIT_INVALID
-        lines = sidecar.read_bytes().splitlines(keepends=True)
+        lines = read_image_file(sidecar).splitlines(keepends=True)  # bounded read
     else:
         lines = carried[0]
     target = Path(args.output)

@@ -216,13 +216,11 @@ class RecordedPipeline:
         recorded.update({k: _to_record(v) for k, v in extra.items()})
         # The pipeline fills in a size left out (from the model's sample size, or
         # from the input image): record the one it used, and that it was resolved.
-        resolved = [
-            name
-            for name in ("height", "width")
-            if name in recorded and recorded[name] is None and images
-        ]
-        for name in resolved:
-            recorded[name] = getattr(images[0], name)
+        resolved: list[str] = [side for side in ("height", "width") if side in recorded and recorded[side] is None]
+        if not images:
+            resolved = []
+        for side in resolved:
+            recorded[side] = getattr(images[0], side)
         per_prompt = max(1, len(images) // max(1, len(seeds)))
         candidate_seeds = [seeds[min(i // per_prompt, len(seeds) - 1)] for i in range(len(images))]
         scheduler = getattr(self._pipe, "scheduler", None)
