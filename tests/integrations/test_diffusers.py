@@ -374,3 +374,39 @@ def test_recorded_pipeline_can_be_built_directly(pipes: dict[str, Any], session:
     RecordedPipeline(pipes["txt2img"], session)(PROMPT, num_inference_steps=1, generator=generator())
     assert entries(session, "model.load") == []
     assert len(entries(session, "generation")) == 1
+
+
+# -- adapters (LoRA, through PEFT) -------------------------------------------------------------------
+
+
+def test_active_adapters_are_recorded_with_their_weight_and_hash(session: Session) -> None:
+    """A LoRA made here (random, not zero, weights) on a fresh tiny pipeline: the load entry
+    and every call record it with the weight the person set, and a hash of its weights that
+    follows a change of those weights; the pipeline's output is unchanged by recording."""
+    peft = pytest.importorskip("peft")
+    pipe = build_tiny_pipeline("txt2img")
+    plain = record(build_tiny_pipeline("txt2img"), session)
+    plain(PROMPT, num_inference_steps=2, generator=generator())
+    assert entries(session, "generation")[0].body["inputs"]["pipeline"]["adapters"] == []
+
+    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["to_q", "to_v"], init_lora_weights=False)
+    pipe.unet.add_adapter(config, adapter_name="style")
+    pipe.set_adapters(["style"], adapter_weights=[0.6])
+    expected = pixels(pipe(PROMPT, num_inference_steps=2, generator=generator()).images[0])
+    recorded = record(pipe, session)
+    [adapter] = entries(session, "model.load")[-1].body["active_adapters"]
+    assert adapter["name"] == "style" and adapter["kind"] == "lora" and adapter["weight"] == 0.6
+    assert len(adapter["sha256"]) == 64
+    output = recorded(PROMPT, num_inference_steps=2, generator=generator())
+    assert np.array_equal(pixels(output.images[0]), expected)
+
+    pipe.set_adapters(["style"], adapter_weights=[0.3])
+    recorded(PROMPT, num_inference_steps=2, generator=generator())
+    with torch.no_grad():
+        next(p for n, p in pipe.unet.named_parameters() if "lora_A" in n).add_(0.5)
+    recorded(PROMPT, num_inference_steps=2, generator=generator())
+    calls = [g.body["inputs"]["pipeline"]["adapters"] for g in entries(session, "generation")[1:]]
+    assert [[(a["name"], a["weight"]) for a in call] for call in calls] == [[("style", 0.6)], [("style", 0.3)],
+                                                                          [("style", 0.3)]]
+    hashes = [call[0]["sha256"] for call in calls]
+    assert hashes[0] == hashes[1] == adapter["sha256"] != hashes[2]  # same weights, then changed ones

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import io
+import math
 import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -90,23 +91,85 @@ def model_identity(pipe: Any) -> dict[str, Any]:
     return identity
 
 
-def _adapters(pipe: Any) -> list[dict[str, Any]]:
+# Components that can carry PEFT adapters (LoRA) in the pipelines covered here.
+_ADAPTER_COMPONENTS = ("unet", "transformer", "text_encoder", "text_encoder_2")
+
+
+def _adapter_components(pipe: Any) -> list[Any]:
+    """The components with adapters loaded (diffusers and transformers flag them)."""
+    return [
+        module
+        for name in _ADAPTER_COMPONENTS
+        if getattr(module := getattr(pipe, name, None), "_hf_peft_config_loaded", False)
+    ]
+
+
+def _adapters(pipe: Any, digests: dict[tuple[Any, ...], str] | None = None) -> list[dict[str, Any]]:
+    """The active adapters: name, kind, the weight the person set, and a SHA-256 of their weights.
+
+    `digests` caches the weight hashes between calls (keyed by where the weights
+    sit in memory and torch's version counter, so a reload or an in-place
+    change is hashed again).
+    """
+    components = _adapter_components(pipe)
+    if not components:
+        return []  # the common case, at no cost: no adapter was ever loaded
     try:
-        active = pipe.get_active_adapters()
-    except Exception:  # no PEFT backend or no adapters: nothing to record
+        active = [str(name) for name in pipe.get_active_adapters()]
+    except Exception:  # no PEFT backend: nothing to record
         return []
-    weights: dict[str, Any] = {}
+    weights: dict[str, float | None] = {}
+    for module in components:
+        for layer in module.modules():
+            scaling = getattr(layer, "scaling", None)
+            if isinstance(scaling, dict) and scaling:
+                for name in active:
+                    if name in scaling and name not in weights:
+                        weights[name] = _adapter_weight(layer, name)
+                break  # `set_adapters` sets every layer of a component alike
+    return [
+        {
+            "name": name,
+            "kind": "lora",
+            "weight": weights.get(name),
+            "sha256": _adapter_sha256(components, name, digests),
+        }
+        for name in active
+    ]
+
+
+def _adapter_weight(layer: Any, name: str) -> float | None:
+    """The weight given to `set_adapters`: PEFT keeps it multiplied by alpha / r (or alpha / sqrt(r))."""
     try:
-        for component in ("unet", "transformer"):
-            module = getattr(pipe, component, None)
-            for layer in getattr(module, "modules", lambda: [])():
-                scaling = getattr(layer, "scaling", None)
-                if isinstance(scaling, dict):
-                    weights.update({k: float(v) for k, v in scaling.items()})
-                    break
+        rank, alpha = layer.r[name], layer.lora_alpha[name]
+        base = alpha / math.sqrt(rank) if getattr(layer, "use_rslora", {}).get(name) else alpha / rank
+        return round(float(layer.scaling[name]) / float(base), 6)
     except Exception:
-        weights = {}
-    return [{"name": str(name), "kind": "lora", "weight": weights.get(name)} for name in active]
+        return None
+
+
+def _adapter_sha256(components: list[Any], name: str, digests: dict[tuple[Any, ...], str] | None) -> str | None:
+    try:
+        from peft.utils import get_peft_model_state_dict
+
+        tensors = [
+            (f"{index}.{key}", tensor)
+            for index, module in enumerate(components)
+            if name in getattr(module, "peft_config", {})
+            for key, tensor in sorted(get_peft_model_state_dict(module, adapter_name=name).items())
+        ]
+    except Exception:
+        return None
+    key = (name, *((t.data_ptr(), t._version) for _, t in tensors))
+    if digests is not None and key in digests:
+        return digests[key]
+    digest = hashlib.sha256()
+    for label, tensor in tensors:
+        digest.update(label.encode() + b"\0" + str(tuple(tensor.shape)).encode() + str(tensor.dtype).encode())
+        digest.update(_tensor_bytes(tensor))
+    if digests is not None:
+        digests[key] = digest.hexdigest()
+    return digest.hexdigest()
 
 
 def _to_record(value: Any, depth: int = 0) -> Any:
@@ -173,6 +236,7 @@ class RecordedPipeline:
         self._session = session
         self._seed_source = seed_source or (lambda: secrets.randbits(63))
         self._signature = inspect.signature(type(pipe).__call__)
+        self._adapter_digests: dict[tuple[Any, ...], str] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._pipe, name)
@@ -241,6 +305,8 @@ class RecordedPipeline:
                 # On CPU the pixels depend on torch's intra-op thread count (sums
                 # are split differently): replay needs it to reproduce exactly.
                 "runtime": {"torch": str(torch.__version__), "threads": int(torch.get_num_threads())},
+                # Adapters (LoRA) active for this call, with the weight set for it.
+                "adapters": _adapters(self._pipe, self._adapter_digests),
                 # Arguments the call left out whose value is read back from its output.
                 "resolved_from_output": resolved,
             },
