@@ -734,3 +734,21 @@ def test_before_commit_sees_the_entry_and_can_cancel_the_append(store: Store) ->
     with pytest.raises(RuntimeError):
         store.append(journal, "note", {"n": 2}, key=A, before_commit=fail)
     assert store.info(journal).size == 2 and verify_bytes(export_bytes(store, journal)).valid
+
+
+def test_a_long_backlog_of_perceptual_hashes_is_indexed_in_bounded_batches(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import Image
+
+    from provenance import phash
+
+    monkeypatch.setattr(store_module, "_INDEX_BATCH", 2)
+    journal = store.create_journal(A)
+    values = [phash.reference_hash(Image.radial_gradient("L").rotate(angle)).to_str() for angle in range(0, 50, 10)]
+    for value in values:
+        store.append(journal, "generation", {"candidates": [{"phash": value}]}, key=A)
+    for seq, value in enumerate(values, start=1):
+        keys = phash.index_keys(phash.PerceptualHash.from_str(value))
+        assert (journal, seq, value) in store.phash_candidates(keys[:1])
+    assert store._query("SELECT value FROM meta WHERE key = 'phash_bands'") == [("5",)]

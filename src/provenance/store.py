@@ -60,6 +60,7 @@ __all__ = ["JournalInfo", "NewEntry", "Store"]
 STORE_FILE = "store.sqlite"
 _SCHEMA_VERSION = "2"
 _BUSY_TIMEOUT_MS = 60_000
+_INDEX_BATCH = 1000  # perceptual hashes indexed per statement by a search
 _UNSIGNED_LINE_END = b'"signatures":[],"type":"entry"}'
 
 _SCHEMA = """
@@ -373,19 +374,23 @@ class Store:
         if self._phash_bands_done() >= self._query("SELECT COALESCE(MAX(id), 0) FROM phashes")[0][0]:
             return  # up to date: no write lock taken
         with self._write():
-            done = self._phash_bands_done()
-            rows: list[tuple[int, int]] = []
-            last = done
-            for rowid, value in self._db.execute("SELECT id, phash FROM phashes WHERE id > ? ORDER BY id", (done,)):
-                last = rowid
-                try:
-                    keys = phash.index_keys(phash.PerceptualHash.from_str(value))
-                except ValueError:
-                    continue  # not a hash this version reads: it cannot be found, only skipped
-                rows += [(band, rowid) for band in keys]
-            if last != done:
+            last = self._phash_bands_done()
+            while True:  # a bounded batch at a time, however long the backlog
+                pending = self._db.execute(
+                    "SELECT id, phash FROM phashes WHERE id > ? ORDER BY id LIMIT ?", (last, _INDEX_BATCH)
+                ).fetchall()
+                if not pending:
+                    break
+                rows: list[tuple[int, int]] = []
+                for rowid, value in pending:
+                    try:
+                        keys = phash.index_keys(phash.PerceptualHash.from_str(value))
+                    except ValueError:
+                        continue  # not a hash this version reads: it cannot be found, only skipped
+                    rows += [(band, rowid) for band in keys]
                 self._db.executemany("INSERT OR IGNORE INTO phash_bands VALUES (?, ?)", rows)
-                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('phash_bands', ?)", (str(last),))
+                last = pending[-1][0]
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('phash_bands', ?)", (str(last),))
 
     def _phash_bands_done(self) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'phash_bands'").fetchone()
