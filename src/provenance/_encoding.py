@@ -67,6 +67,10 @@ def encode_value(value: Any, _depth: int = 0) -> Any:
     if kind is dict:
         # The common case, without the ABC check `isinstance(value, Mapping)` costs.
         return _encode_mapping(value, _depth)
+    if kind is int and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        return value
+    if kind is list:
+        return [encode_value(item, _depth + 1) for item in value]
     if isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
