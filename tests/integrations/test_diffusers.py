@@ -410,3 +410,45 @@ def test_active_adapters_are_recorded_with_their_weight_and_hash(session: Sessio
                                                                           [("style", 0.3)]]
     hashes = [call[0]["sha256"] for call in calls]
     assert hashes[0] == hashes[1] == adapter["sha256"] != hashes[2]  # same weights, then changed ones
+    assert all(call[0]["enabled"] is True for call in calls)
+
+
+def test_several_adapters_blockwise_weights_and_a_disabled_lora(session: Session) -> None:
+    peft = pytest.importorskip("peft")
+    pipe = build_tiny_pipeline("txt2img")
+    pipe.unet.add_adapter(peft.LoraConfig(r=4, lora_alpha=8, target_modules=["to_q"], init_lora_weights=False),
+                          adapter_name="style")
+    pipe.unet.add_adapter(peft.LoraConfig(r=2, lora_alpha=2, use_rslora=True, target_modules=["to_k"],
+                                          init_lora_weights=False), adapter_name="other")
+    recorded = record(pipe, session)
+
+    def adapters() -> list[dict[str, Any]]:
+        recorded(PROMPT, num_inference_steps=2, generator=generator())
+        return list(entries(session, "generation")[-1].body["inputs"]["pipeline"]["adapters"])
+
+    pipe.set_adapters(["style", "other"], adapter_weights=[0.6, 0.25])
+    # Each adapter's own weight, whichever layers it targets (rsLoRA scales by alpha / sqrt(r)).
+    assert [(a["name"], a["weight"], a["enabled"]) for a in adapters()] == [("style", 0.6, True),
+                                                                            ("other", 0.25, True)]
+    pipe.set_adapters(["style"], adapter_weights=[{"unet": {"down": 0.3, "up": 1.0}}])
+    [style] = adapters()
+    assert style["weight"] is None and style["weights"] == [0.3, 1.0]  # the layers differ: all are listed
+    pipe.disable_lora()  # still "active" to diffusers, but switched off in every layer
+    assert [a["enabled"] for a in adapters()] == [False]
+
+
+def test_adapter_weights_that_cannot_be_read_are_recorded_as_unknown() -> None:
+    """Offloaded to the meta device (accelerate's sequential offload does that between passes):
+    no hash, and no exception in the middle of the user's call."""
+    from provenance.integrations.diffusers import _adapter_sha256
+
+    component = torch.nn.Module()
+    component.lora_A = torch.nn.ModuleDict({"style": torch.nn.Linear(2, 2, device="meta")})
+    assert _adapter_sha256([component], "style", {}, {}) is None
+
+
+def test_latent_output_leaves_the_size_unresolved(pipes: dict[str, Any], session: Session) -> None:
+    recorded = record(pipes["txt2img"], session)
+    recorded(PROMPT, num_inference_steps=2, generator=generator(), output_type="latent")
+    call = entries(session, "generation")[-1].body["inputs"]["pipeline"]
+    assert call["call"]["height"] is None and call["resolved_from_output"] == []

@@ -104,12 +104,18 @@ def _adapter_components(pipe: Any) -> list[Any]:
     ]
 
 
-def _adapters(pipe: Any, digests: dict[tuple[Any, ...], str] | None = None) -> list[dict[str, Any]]:
-    """The active adapters: name, kind, the weight the person set, and a SHA-256 of their weights.
+# name -> (the adapter's parameters, their torch versions, SHA-256 of their weights)
+AdapterDigests = dict[str, tuple[tuple[Any, ...], tuple[int, ...], str]]
 
-    `digests` caches the weight hashes between calls (keyed by where the weights
-    sit in memory and torch's version counter, so a reload or an in-place
-    change is hashed again).
+
+def _adapters(pipe: Any, digests: AdapterDigests | None = None) -> list[dict[str, Any]]:
+    """The active adapters: name, kind, whether enabled, the weight the person set, and a SHA-256 of their weights.
+
+    `weight` is the one weight every layer of the adapter applies; when the
+    layers differ (weights per component or per block), `weight` is None and
+    `weights` lists the distinct ones.  `digests` keeps the weight hashes
+    between calls; see `_adapter_sha256`.  Never raises: what cannot be read
+    is recorded as None.
     """
     components = _adapter_components(pipe)
     if not components:
@@ -118,24 +124,41 @@ def _adapters(pipe: Any, digests: dict[tuple[Any, ...], str] | None = None) -> l
         active = [str(name) for name in pipe.get_active_adapters()]
     except Exception:  # no PEFT backend: nothing to record
         return []
-    weights: dict[str, float | None] = {}
-    for module in components:
-        for layer in module.modules():
-            scaling = getattr(layer, "scaling", None)
-            if isinstance(scaling, dict) and scaling:
+    weights: dict[str, set[float | None]] = {name: set() for name in active}
+    enabled: dict[str, bool | None] = dict.fromkeys(active)
+    try:
+        for module in components:
+            for layer in module.modules():
+                scaling = getattr(layer, "scaling", None)
+                if not isinstance(scaling, dict):
+                    continue
+                # `disable_lora()` leaves the adapters active but switches the layers off.
+                layer_on = not bool(getattr(layer, "disable_adapters", False))
                 for name in active:
-                    if name in scaling and name not in weights:
-                        weights[name] = _adapter_weight(layer, name)
-                break  # `set_adapters` sets every layer of a component alike
-    return [
-        {
+                    if name in scaling:
+                        weights[name].add(_adapter_weight(layer, name))
+                        enabled[name] = layer_on and enabled[name] is not False
+    except Exception:
+        pass  # recorded as unknown below
+    kept: AdapterDigests = {}
+    records = []
+    for name in active:
+        distinct = weights[name]
+        record: dict[str, Any] = {
             "name": name,
             "kind": "lora",
-            "weight": weights.get(name),
-            "sha256": _adapter_sha256(components, name, digests),
+            "enabled": enabled[name],
+            "weight": next(iter(distinct)) if len(distinct) == 1 else None,
+            "sha256": _adapter_sha256(components, name, digests, kept),
         }
-        for name in active
-    ]
+        if len(distinct) > 1:
+            record["weights"] = sorted(w for w in distinct if w is not None)
+        records.append(record)
+    if digests is not None:
+        # Only the adapters in use stay cached: a removed one's tensors are let go.
+        digests.clear()
+        digests.update(kept)
+    return records
 
 
 def _adapter_weight(layer: Any, name: str) -> float | None:
@@ -148,28 +171,45 @@ def _adapter_weight(layer: Any, name: str) -> float | None:
         return None
 
 
-def _adapter_sha256(components: list[Any], name: str, digests: dict[tuple[Any, ...], str] | None) -> str | None:
-    try:
-        from peft.utils import get_peft_model_state_dict
+def _adapter_sha256(
+    components: list[Any], name: str, digests: AdapterDigests | None, kept: AdapterDigests
+) -> str | None:
+    """SHA-256 over the adapter's parameters (name, shape, dtype, bytes), or None if they cannot be read.
 
-        tensors = [
-            (f"{index}.{key}", tensor)
+    A hash is reused while the very same parameter objects hold the adapter and
+    torch's version counter of each is unchanged (a reload makes new objects;
+    an in-place update counts).  An edit through ``.data``, which torch does
+    not count, is not seen until the adapter is reloaded.
+    """
+    try:
+        marker = f".{name}."
+        parameters = [
+            (f"{index}.{label}", parameter)
             for index, module in enumerate(components)
-            if name in getattr(module, "peft_config", {})
-            for key, tensor in sorted(get_peft_model_state_dict(module, adapter_name=name).items())
+            for label, parameter in module.named_parameters()
+            if "lora_" in label and marker in f".{label}."
         ]
+        if not parameters or any(parameter.is_meta for _, parameter in parameters):
+            return None  # offloaded to the meta device: the weights are not here to hash
+        objects = tuple(parameter for _, parameter in parameters)
+        versions = tuple(int(parameter._version) for parameter in objects)
+        cached = None if digests is None else digests.get(name)
+        if cached is not None and cached[1] == versions and len(cached[0]) == len(objects) and all(
+            a is b for a, b in zip(cached[0], objects, strict=True)
+        ):
+            value = cached[2]
+        else:
+            digest = hashlib.sha256()
+            for label, parameter in parameters:
+                digest.update(
+                    label.encode() + b"\0" + str(tuple(parameter.shape)).encode() + str(parameter.dtype).encode()
+                )
+                digest.update(_tensor_bytes(parameter))
+            value = digest.hexdigest()
+        kept[name] = (objects, versions, value)
+        return value
     except Exception:
         return None
-    key = (name, *((t.data_ptr(), t._version) for _, t in tensors))
-    if digests is not None and key in digests:
-        return digests[key]
-    digest = hashlib.sha256()
-    for label, tensor in tensors:
-        digest.update(label.encode() + b"\0" + str(tuple(tensor.shape)).encode() + str(tensor.dtype).encode())
-        digest.update(_tensor_bytes(tensor))
-    if digests is not None:
-        digests[key] = digest.hexdigest()
-    return digest.hexdigest()
 
 
 def _to_record(value: Any, depth: int = 0) -> Any:
@@ -236,7 +276,7 @@ class RecordedPipeline:
         self._session = session
         self._seed_source = seed_source or (lambda: secrets.randbits(63))
         self._signature = inspect.signature(type(pipe).__call__)
-        self._adapter_digests: dict[tuple[Any, ...], str] = {}
+        self._adapter_digests: AdapterDigests = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._pipe, name)
@@ -280,8 +320,9 @@ class RecordedPipeline:
         recorded.update({k: _to_record(v) for k, v in extra.items()})
         # The pipeline fills in a size left out (from the model's sample size, or
         # from the input image): record the one it used, and that it was resolved.
+        # (Only for decoded outputs: latents are smaller than the image they stand for.)
         resolved: list[str] = [side for side in ("height", "width") if side in recorded and recorded[side] is None]
-        if not images:
+        if not images or recorded.get("output_type") not in (None, "pil", "np", "pt"):
             resolved = []
         for side in resolved:
             recorded[side] = getattr(images[0], side)
