@@ -314,6 +314,14 @@ def test_best_match_prefers_sound_journals() -> None:
     assert matching.best_match(suspect, refs).best.description == "sound"  # type: ignore[union-attr]
     only_broken = matching.best_match(suspect, refs[:1])
     assert only_broken.close and not only_broken.matched
+    # Among misses the nearest is reported, whatever its journal.
+    far = phash.reference_hash(photo(seed=UNRELATED)).to_str()
+    other = phash.reference_hash(photo(seed=SEEDS[1])).to_str()
+    misses = [matching.Reference("sound", far, "valid"), matching.Reference("broken", other, "invalid")]
+    scored = {r.description: phash.distance(suspect, phash.PerceptualHash.from_str(r.phash)) for r in misses}
+    assert min(scored.values()) > phash.THRESHOLD
+    nearest = min(scored, key=lambda d: scored[d])
+    assert matching.best_match(suspect, misses).best.description == nearest  # type: ignore[union-attr]
 
 
 def test_cli_match_errors(cli: CLI, files: dict[str, Path], tmp_path: Path) -> None:

@@ -736,7 +736,7 @@ def test_before_commit_sees_the_entry_and_can_cancel_the_append(store: Store) ->
     assert store.info(journal).size == 2 and verify_bytes(export_bytes(store, journal)).valid
 
 
-def test_a_long_backlog_of_perceptual_hashes_is_indexed_in_bounded_batches(
+def test_a_long_backlog_of_perceptual_hashes_is_indexed_in_short_bounded_batches(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from PIL import Image
@@ -748,6 +748,14 @@ def test_a_long_backlog_of_perceptual_hashes_is_indexed_in_bounded_batches(
     values = [phash.reference_hash(Image.radial_gradient("L").rotate(angle)).to_str() for angle in range(0, 50, 10)]
     for value in values:
         store.append(journal, "generation", {"candidates": [{"phash": value}]}, key=A)
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    try:
+        store.phash_candidates([0])
+    finally:
+        store._db.set_trace_callback(None)
+    # One short transaction per batch of two, so that no search holds the write lock for long.
+    assert [s for s in statements if s.startswith(("BEGIN", "COMMIT"))] == ["BEGIN IMMEDIATE", "COMMIT"] * 3
     for seq, value in enumerate(values, start=1):
         keys = phash.index_keys(phash.PerceptualHash.from_str(value))
         assert (journal, seq, value) in store.phash_candidates(keys[:1])

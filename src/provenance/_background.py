@@ -25,12 +25,22 @@ _executor: ThreadPoolExecutor | None = None
 _owner_pid = 0
 
 
+def _forget_in_child() -> None:
+    # A forked child inherits the executor without its thread, and perhaps the
+    # lock held by a thread that does not exist there: start afresh.
+    global _executor, _lock, _owner_pid
+    _executor, _lock, _owner_pid = None, threading.Lock(), 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
+
+
 def submit(fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> Future[_T]:
     """Run ``fn(*args, **kwargs)`` on the background thread."""
     global _executor, _owner_pid
     with _lock:
-        # A forked child inherits the executor but not its thread: start afresh.
-        if _executor is None or _owner_pid != os.getpid():
+        if _executor is None or _owner_pid != os.getpid():  # (the pid check covers os.fork's absence of hooks)
             _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="provenance-background")
             _owner_pid = os.getpid()
         return _executor.submit(fn, *args, **kwargs)

@@ -245,7 +245,11 @@ def loads_canonical(spelled: bytes) -> Any:
         value = orjson.loads(spelled)
     except orjson.JSONDecodeError as exc:
         raise ValueError(f"not JSON ({str(exc).split(':')[0]})") from None
-    if not is_canonical_json(value, spelled):
+    try:
+        canonical = is_canonical_json(value, spelled)
+    except RecursionError:  # the reference encoder, on deeply nested non-ASCII text
+        raise ValueError("nested too deeply") from None
+    if not canonical:
         raise ValueError("not in canonical form (RFC 8785)")
     return decode_canonical(value, spelled)
 

@@ -144,8 +144,10 @@ def attach(
     if digest is None or digest.phash is None:
         # The file hash runs on the background thread while the image decodes.
         file_hash = _background.submit(_file_binding, prepared, fmt)
-        digest = digest_loaded(_decode_any(prepared, fmt), None)
-        file_sha256 = file_hash.result()
+        try:
+            digest = digest_loaded(_decode_any(prepared, fmt), None)
+        finally:
+            file_sha256 = file_hash.result()  # waited for even when decoding fails
     else:
         file_sha256 = _file_binding(prepared, fmt)
     binding = {
@@ -172,7 +174,13 @@ def attach(
         lines = compact_lines(store, journal, entry) if mode == "compact" else store.export_lines(journal, blobs=False)
         embedded.append(_background.submit(_formats.embed, prepared, b"".join(lines)))
 
-    entry = store.append(journal, EXPORT_KIND, body, key=key, actor="human", before_commit=start_embedding)
+    try:
+        entry = store.append(journal, EXPORT_KIND, body, key=key, actor="human", before_commit=start_embedding)
+    except BaseException:
+        for job in embedded:
+            with contextlib.suppress(Exception):
+                job.result()  # nothing outlives the call, even a failed one
+        raise
     return AttachResult(embedded[0].result(), None, entry, fmt)
 
 

@@ -92,9 +92,13 @@ def digest_loaded(image: Image.Image, data: bytes | None, *, perceptual: bool = 
     pixel: Future[bytes] | None = None
     if perceptual and image.width * image.height >= _PARALLEL_HASH_PIXELS:
         pixel = _background.submit(_formats.pixel_hash, image)
-    perceptual_hash = phash.reference_hash(image).to_str() if perceptual else None
+    try:
+        perceptual_hash = phash.reference_hash(image).to_str() if perceptual else None
+    finally:
+        if pixel is not None:
+            pixel_bytes = pixel.result()  # waited for even on an error: nothing outlives the call
     return ImageDigest(
-        pixel_sha256=(_formats.pixel_hash(image) if pixel is None else pixel.result()).hex(),
+        pixel_sha256=(_formats.pixel_hash(image) if pixel is None else pixel_bytes).hex(),
         width=image.width,
         height=image.height,
         mode=image.mode,

@@ -129,8 +129,9 @@ def best_match(suspect: int, references: Sequence[Reference]) -> MatchResult:
 
 def _rank(scored: ScoredReference) -> tuple[bool, bool, int]:
     # A match in a sound journal comes first, then a match in an invalid one
-    # (reported, not counted), then the nearest miss.
-    return scored.distance > phash.THRESHOLD, scored.journal_status == "invalid", scored.distance
+    # (reported, not counted), then the nearest miss, whatever its journal.
+    miss = scored.distance > phash.THRESHOLD
+    return miss, not miss and scored.journal_status == "invalid", scored.distance
 
 
 def find_in_store(store: Any, suspect: int) -> MatchResult:

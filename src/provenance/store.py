@@ -368,14 +368,19 @@ class Store:
         )
 
     def _update_phash_bands(self) -> None:
-        """Index the bands of every perceptual hash recorded since the last search."""
+        """Index the bands of every perceptual hash recorded since the last search.
+
+        A batch at a time, each in its own short transaction (ids only grow and
+        writers take turns, so the marker moves forward safely): a long backlog,
+        such as a whole store migrated from schema 1, never holds the write lock
+        for long nor needs memory beyond one batch.
+        """
         from . import phash
 
-        if self._phash_bands_done() >= self._query("SELECT COALESCE(MAX(id), 0) FROM phashes")[0][0]:
-            return  # up to date: no write lock taken
-        with self._write():
-            last = self._phash_bands_done()
-            while True:  # a bounded batch at a time, however long the backlog
+        target = self._query("SELECT COALESCE(MAX(id), 0) FROM phashes")[0][0]
+        while self._phash_bands_done() < target:  # up to date: no write lock taken
+            with self._write():
+                last = self._phash_bands_done()
                 pending = self._db.execute(
                     "SELECT id, phash FROM phashes WHERE id > ? ORDER BY id LIMIT ?", (last, _INDEX_BATCH)
                 ).fetchall()
@@ -389,8 +394,9 @@ class Store:
                         continue  # not a hash this version reads: it cannot be found, only skipped
                     rows += [(band, rowid) for band in keys]
                 self._db.executemany("INSERT OR IGNORE INTO phash_bands VALUES (?, ?)", rows)
-                last = pending[-1][0]
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('phash_bands', ?)", (str(last),))
+                self._db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('phash_bands', ?)", (str(pending[-1][0]),)
+                )
 
     def _phash_bands_done(self) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'phash_bands'").fetchone()
