@@ -413,6 +413,7 @@ def test_active_adapters_are_recorded_with_their_weight_and_hash(session: Sessio
     assert all(call[0]["enabled"] is True for call in calls)
 
 
+@pytest.mark.filterwarnings("ignore:Already found a `peft_config` attribute")  # two adapters on purpose
 def test_several_adapters_blockwise_weights_and_a_disabled_lora(session: Session) -> None:
     peft = pytest.importorskip("peft")
     pipe = build_tiny_pipeline("txt2img")
