@@ -531,10 +531,10 @@ def parse_entry_line(line: bytes, end: int) -> SignedEntry | None:
 
 def parse_line(line: bytes) -> Record:
     """Parse one line of a portable journal file; raises MalformedDataError."""
+    signed = parse_entry_line(line, len(line))
+    if signed is not None:
+        return signed
     try:
-        match = _ENTRY_LINE_RE.fullmatch(line)
-        if match is not None:
-            return _parse_entry_line(match)
         data = strict_loads(line)
         if not isinstance(data, dict):
             raise ValueError("a line is not a JSON object")
