@@ -41,3 +41,18 @@ def test_digest_of_a_large_image_equals_the_sequential_hashes(mode: str) -> None
     digest = digest_loaded(image, None)
     assert digest.pixel_sha256 == _formats.pixel_hash(image).hex()
     assert digest.phash == phash.reference_hash(image).to_str()
+
+
+def test_running_waits_for_the_job_when_the_block_fails() -> None:
+    import threading
+
+    release = threading.Event()
+
+    def slow() -> str:
+        release.wait(timeout=30)
+        return "done"
+
+    with pytest.raises(RuntimeError), _background.running(slow) as job:
+        threading.Timer(0.2, release.set).start()
+        raise RuntimeError("the caller failed")
+    assert job.done() and job.result() == "done"  # leaving the block waited for it

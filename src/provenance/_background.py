@@ -9,13 +9,14 @@ started it, and an exception reaches the caller through `Future.result`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import ParamSpec, TypeVar
 
-__all__ = ["submit"]
+__all__ = ["running", "submit"]
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -44,3 +45,17 @@ def submit(fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> Futu
             _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="provenance-background")
             _owner_pid = os.getpid()
         return _executor.submit(fn, *args, **kwargs)
+
+
+@contextlib.contextmanager
+def running(fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> Iterator[Future[_T]]:
+    """``fn(*args, **kwargs)`` on the background thread while the block runs.
+
+    Leaving the block waits for it, on an error too, so nothing outlives the
+    block; read its result (or its exception) with `Future.result` after.
+    """
+    future = submit(fn, *args, **kwargs)
+    try:
+        yield future
+    finally:
+        wait([future])

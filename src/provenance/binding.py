@@ -23,7 +23,7 @@ import hashlib
 import io
 import os
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -143,11 +143,9 @@ def attach(
     prepared = _formats.prepare(data) if fmt is not None else data
     if digest is None or digest.phash is None:
         # The file hash runs on the background thread while the image decodes.
-        file_hash = _background.submit(_file_binding, prepared, fmt)
-        try:
+        with _background.running(_file_binding, prepared, fmt) as file_hash:
             digest = digest_loaded(_decode_any(prepared, fmt), None)
-        finally:
-            file_sha256 = file_hash.result()  # waited for even when decoding fails
+        file_sha256 = file_hash.result()
     else:
         file_sha256 = _file_binding(prepared, fmt)
     binding = {
@@ -177,9 +175,7 @@ def attach(
     try:
         entry = store.append(journal, EXPORT_KIND, body, key=key, actor="human", before_commit=start_embedding)
     except BaseException:
-        for job in embedded:
-            with contextlib.suppress(Exception):
-                job.result()  # nothing outlives the call, even a failed one
+        wait(embedded)  # nothing outlives the call, even a failed one
         raise
     return AttachResult(embedded[0].result(), None, entry, fmt)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -89,16 +88,15 @@ _PARALLEL_HASH_PIXELS = 1 << 16
 def digest_loaded(image: Image.Image, data: bytes | None, *, perceptual: bool = True) -> ImageDigest:
     """The digest of an image already decoded (`data`: its file bytes, if any)."""
     image.load()  # here, once: the two hashes below then only read the image
-    pixel: Future[bytes] | None = None
     if perceptual and image.width * image.height >= _PARALLEL_HASH_PIXELS:
-        pixel = _background.submit(_formats.pixel_hash, image)
-    try:
+        with _background.running(_formats.pixel_hash, image) as pixel:
+            perceptual_hash: str | None = phash.reference_hash(image).to_str()
+        pixel_hash = pixel.result()
+    else:
+        pixel_hash = _formats.pixel_hash(image)
         perceptual_hash = phash.reference_hash(image).to_str() if perceptual else None
-    finally:
-        if pixel is not None:
-            pixel_bytes = pixel.result()  # waited for even on an error: nothing outlives the call
     return ImageDigest(
-        pixel_sha256=(_formats.pixel_hash(image) if pixel is None else pixel_bytes).hex(),
+        pixel_sha256=pixel_hash.hex(),
         width=image.width,
         height=image.height,
         mode=image.mode,
