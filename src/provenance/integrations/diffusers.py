@@ -28,7 +28,7 @@ import inspect
 import io
 import math
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +62,17 @@ def _tensor_bytes(tensor: Any) -> bytes:
     return bytes(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
 
 
-def _state_dict_sha256(module: Any) -> str:
+def _tensors_sha256(named: Iterable[tuple[str, Any]]) -> str:
+    """SHA-256 over named tensors, in the order given: each name, shape, dtype, then its bytes."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
+    for name, tensor in named:
         digest.update(name.encode() + b"\0" + str(tuple(tensor.shape)).encode() + str(tensor.dtype).encode())
         digest.update(_tensor_bytes(tensor))
     return digest.hexdigest()
+
+
+def _state_dict_sha256(module: Any) -> str:
+    return _tensors_sha256(sorted(module.state_dict().items()))
 
 
 def model_identity(pipe: Any) -> dict[str, Any]:
@@ -199,13 +204,7 @@ def _adapter_sha256(
         ):
             value = cached[2]
         else:
-            digest = hashlib.sha256()
-            for label, parameter in parameters:
-                digest.update(
-                    label.encode() + b"\0" + str(tuple(parameter.shape)).encode() + str(parameter.dtype).encode()
-                )
-                digest.update(_tensor_bytes(parameter))
-            value = digest.hexdigest()
+            value = _tensors_sha256(parameters)
         kept[name] = (objects, versions, value)
         return value
     except Exception:
