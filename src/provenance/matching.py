@@ -85,12 +85,9 @@ def collect_phashes(body: Mapping[str, Any], where: str = "", depth: int = 0) ->
     if depth > _MAX_DEPTH:
         return
     for key, value in body.items():
-        kind = type(value)
-        if kind is str or kind is int or kind is float or kind is bool or value is None:
-            if key == "phash" and kind is str:
+        if value is None or isinstance(value, (str, int, float)):  # scalars, before the ABC check below
+            if key == "phash" and isinstance(value, str):
                 yield where, value
-        elif key == "phash" and isinstance(value, str):
-            yield where, value
         elif isinstance(value, Mapping):
             yield from collect_phashes(value, f"{where} {key}" if where else f": {key}", depth + 1)
         elif isinstance(value, list):
