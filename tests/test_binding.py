@@ -438,6 +438,9 @@ def test_wrong_image_with_a_valid_journal(rec: Recording, case: str) -> None:
     assert_not_bound(verdict)
     assert verdict.journal.valid  # the journal itself is sound; it just binds another image
     assert "not the one" in verdict.reason
+    # Machine-readable too: the code says why, not the journal's "unpinned".
+    assert verdict.code == "not-bound"
+    assert verdict.to_json()["code"] == "not-bound"
     # The same through a sidecar.
     assert_not_bound(binding.verify_image(other, sidecar=payload))
 
@@ -447,6 +450,7 @@ def test_journal_without_export_binds_nothing(rec: Recording) -> None:
     verdict = binding.verify_image(data)
     assert_not_bound(verdict)
     assert "no export entry" in verdict.reason
+    assert verdict.to_json()["code"] == "not-bound"
 
 
 def test_a_later_journal_still_binds_an_earlier_export(rec: Recording) -> None:

@@ -272,6 +272,13 @@ class ImageVerdict:
     def reason(self) -> str:
         return self.reason_override or self.journal.reason
 
+    @property
+    def code(self) -> str:
+        """The journal's code, or "not-bound" when the journal is sound but binds another image (or none)."""
+        if self.journal.status != "invalid" and self.binding == "none":
+            return "not-bound"
+        return self.journal.code
+
     def ok(self) -> bool:
         return self.status != "invalid" and self.journal.ok()
 
@@ -281,6 +288,7 @@ class ImageVerdict:
             "status": self.status,
             "ok": self.ok(),
             "reason": self.reason,
+            "code": self.code,
             "binding": self.binding,
             "carrier": self.carrier,
             "export_entry": self.export_seq,

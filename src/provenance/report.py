@@ -1048,7 +1048,7 @@ def _verdict_section(
         )
         if image.status == "invalid":
             status, reason = "invalid", image.reason
-            code = image.journal.code if image.journal.status == "invalid" else "not-bound"
+            code = image.code
         elif journal.status == "invalid":  # our own pass disagrees (cannot happen unless the file changed)
             status = "invalid"
     reasons.append(reason)
