@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -32,6 +33,7 @@ from _journal_fixtures import (
     split_lines,
 )
 from provenance._encoding import canonical_json
+from provenance.errors import UsageError
 from provenance.journal import GENESIS_KIND, SEAL_KIND, Checkpoint, KeyRecord, SignedEntry, TimestampRecord
 from provenance.store import Store
 from provenance.verify import Verdict, verify_file, verify_lines
@@ -414,6 +416,14 @@ def test_fork_with_a_different_continuation_is_detected(
     verdict = assert_invalid(forked, "fork", checkpoints=[held])  # ... but not with what was published
     assert verdict.code == "forked"
     assert check(forked, checkpoints=[world.store.checkpoint(world.long, fork_at)]).valid
+
+
+def test_a_held_checkpoint_of_no_entries_is_refused_not_taken_for_a_cut(world: World) -> None:
+    # It could never be compared, and used to make a sound journal look cut short.
+    lines = split_lines(export_bytes(world.store, world.long))
+    empty = attrs.evolve(world.store.checkpoint(world.long), size=0)
+    with pytest.raises(UsageError, match="covers none"):
+        check(lines, checkpoints=[world.store.checkpoint(world.long), empty])
 
 
 def forged_history(rewrite_at: int | None, size: int = 6) -> tuple[ForgedJournal, list[Checkpoint]]:

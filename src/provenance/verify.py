@@ -35,6 +35,7 @@ from .errors import (
     TamperedEntryError,
     TruncatedJournalError,
     UntrustedSignerError,
+    UsageError,
     VerificationError,
 )
 from .journal import (
@@ -169,6 +170,10 @@ class StreamingVerifier:
         visitor: EntryVisitor | None = None,
         blob_visitor: BlobVisitor | None = None,
     ) -> None:
+        if any(c.size < 1 for c in held):
+            # It could never be compared (checks follow each entry) and would
+            # make a sound journal look cut short.
+            raise UsageError("a held checkpoint must cover at least one entry (this one covers none)")
         self.blob_visitor = blob_visitor
         self.trusted = {k.keyid for k in trusted}
         self.held = sorted(held, key=lambda c: c.size)
