@@ -407,6 +407,25 @@ def test_same_pixels_other_metadata(rec: Recording, case: str) -> None:
 
 
 @pytest.mark.parametrize("target", ["PNG", "WEBP"])
+def test_animation_whose_first_frame_has_the_pixels_binds_to_nothing(rec: Recording, target: str) -> None:
+    """Viewers show the animation, and the pixel hash covers one frame: only the exact file binds."""
+    out = rec.attach(original("png-rgb")).data
+    payload = _formats.extract(out)
+    assert payload is not None
+    with Image.open(io.BytesIO(out)) as image:
+        image.load()
+        other = photo(seed=4321).resize(image.size)
+        options: dict[str, Any] = {"lossless": True} if target == "WEBP" else {"default_image": True}
+        # PNG: the bound picture as the APNG default image, outside the animation of another picture.
+        animated = encode(image, target, save_all=True, append_images=[other], **options)
+    with Image.open(io.BytesIO(animated)) as check:
+        assert check.n_frames == 2 and pixels(animated) == pixels(out)  # the first frame alone would match
+    verdict = binding.verify_image(reembed(animated, payload))
+    assert_not_bound(verdict)
+    assert "several frames" in verdict.reason and verdict.code == "not-bound"
+
+
+@pytest.mark.parametrize("target", ["PNG", "WEBP"])
 def test_lossless_resave_binds_by_pixels(rec: Recording, target: str) -> None:
     """Re-encoding losslessly, even into another container, keeps the pixel binding."""
     out = rec.attach(original("png-rgb")).data

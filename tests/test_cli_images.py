@@ -269,7 +269,7 @@ def test_same_pixels_other_metadata(cli: CLI, recorded: Recorded, tmp_path: Path
     edited = tmp_path / "edited.png"
     edited.write_bytes(data[:iend] + chunk + data[iend:])
     out = cli.ok("verify", edited)
-    assert "the same pixels, not the same file (metadata changed or re-saved)" in out
+    assert "the same pixels, not the same file (metadata changed or re-saved; colour profile" in out
 
 
 # -- inspect and extract ----------------------------------------------------------------------------

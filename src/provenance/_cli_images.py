@@ -79,7 +79,8 @@ def print_image_verdict(verdict: binding.ImageVerdict, as_json: bool) -> None:
     cli._print_verdict(verdict.journal, False)
     held = {
         "exact-file": "this exact file (hard binding)",
-        "same-pixels": "the same pixels, not the same file (metadata changed or re-saved)",
+        "same-pixels": "the same pixels, not the same file (metadata changed or re-saved; "
+        "colour profile, gamma and orientation are not bound)",
     }[verdict.binding]
     cli._out(f"  bound to export entry {verdict.export_seq}: {held}; journal {verdict.carrier}")
 

@@ -400,7 +400,12 @@ def _check_binding(
         if isinstance(binding, dict) and binding.get("file_sha256") == file_hash:
             return ImageVerdict(verdict, "exact-file", carrier, seq, export=body)
     try:
-        pixels = _formats.pixel_hash(_decode_any(data, fmt)).hex()
+        image = _decode_any(data, fmt)
+        if getattr(image, "n_frames", 1) != 1:
+            # The pixel hash covers one frame, while viewers show the animation
+            # (an APNG's frames need not even include the default image).
+            raise ImageFormatError("it has several frames, and only the exact file can bind those")
+        pixels = _formats.pixel_hash(image).hex()
     except ImageFormatError as exc:
         # Pixels that cannot be decoded are not the recorded ones: no binding holds.
         reason = f"this image is not the one the journal's export entry binds (file differs; {exc})"
@@ -408,7 +413,10 @@ def _check_binding(
     for seq, body in reversed(exports):
         binding = body.get("binding")
         if isinstance(binding, dict) and binding.get("pixel_sha256") == pixels:
-            reason = f"same pixels as export entry {seq}, but the file differs (metadata changed or re-saved)"
+            reason = (
+                f"same pixels as export entry {seq}, but the file differs (metadata changed or re-saved; "
+                "colour profile, gamma and orientation tags are not bound and can change how the pixels look)"
+            )
             return ImageVerdict(verdict, "same-pixels", carrier, seq, reason_override=reason, export=body)
     error = BindingError("this image is not the one the journal's export entry binds (file and pixels differ)")
     return ImageVerdict(verdict, "none", carrier, reason_override=str(error))

@@ -1028,7 +1028,8 @@ _BINDING_TEXT = {
     "exact-file": "this exact file is the one the journal's export entry binds (hard binding: the file's bytes, "
     "provenance data left out)",
     "same-pixels": "the pixels are the ones the journal's export entry binds, but the file differs "
-    "(metadata changed or re-saved without changing pixels)",
+    "(metadata changed or re-saved without changing pixels; colour profile, gamma and orientation tags "
+    "are not bound and can change how the pixels look)",
     "none": "the image is not bound to the journal",
 }
 
