@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from _tsa import LocalTSA
 from provenance import SigningKey, Store, verify_file
 from provenance._cli import main
+from provenance._encoding import canonical_json
 from provenance.timestamp import request_timestamp
 
 
@@ -39,6 +42,7 @@ def test_unpinned_tsa_is_reported_as_a_claim(tmp_path: Path, local_tsa: LocalTSA
     verdict = verify_file(out)
     assert verdict.valid
     assert [t.verified for t in verdict.timestamps] == [False]
+    assert "no TSA root pinned; its signature is not checked" in verdict.timestamps[0].note
 
 
 def test_timestamp_moved_to_another_checkpoint_is_caught(tmp_path: Path, local_tsa: LocalTSA) -> None:
@@ -55,11 +59,33 @@ def test_timestamp_moved_to_another_checkpoint_is_caught(tmp_path: Path, local_t
     assert "does not cover" in verdict.reason
 
 
-def test_wrong_tsa_root_is_invalid(tmp_path: Path, local_tsa: LocalTSA) -> None:
+def test_tsa_outside_the_pinned_roots_is_an_unverified_claim(tmp_path: Path, local_tsa: LocalTSA) -> None:
+    # No journal signer vouches for a timestamp line: a token the auditor cannot
+    # check is reported as a claim, never as a trusted time, and breaks nothing.
     out, _ = _timestamped_journal(tmp_path, local_tsa)
     with LocalTSA() as other:
         verdict = verify_file(out, tsa_roots=[other.root_pem])
-    assert not verdict.valid and "untrusted TSA" in verdict.reason
+    assert verdict.valid and verdict.code == "unpinned"
+    (stamp,) = verdict.timestamps
+    assert not stamp.verified and "untrusted TSA" in stamp.note
+    assert verdict.to_json()["timestamps"][0]["note"] == stamp.note
+
+
+def test_broken_signature_under_a_pinned_root_makes_the_journal_invalid(tmp_path: Path, local_tsa: LocalTSA) -> None:
+    out, _ = _timestamped_journal(tmp_path, local_tsa)
+    lines = out.read_bytes().splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if b'"type":"timestamp"' in line)
+    record = json.loads(lines[at])
+    token = bytearray(base64.b64decode(record["token"]))
+    token[-1] ^= 0x01  # the SignerInfo's signature is the token's last element
+    record["token"] = base64.b64encode(bytes(token)).decode()
+    lines[at] = canonical_json(record) + b"\n"
+    out.write_bytes(b"".join(lines))
+    verdict = verify_file(out, tsa_roots=[local_tsa.root_pem])
+    assert not verdict.valid and verdict.code == "bad-signature"
+    assert "timestamp signature does not verify" in verdict.reason
+    # With no root to check it against, the same bytes are only an unverified claim.
+    assert verify_file(out).valid
 
 
 @pytest.mark.slow

@@ -152,7 +152,7 @@ def _print_verdict(verdict: Verdict, as_json: bool, stream: TextIO | None = None
                 "UTC (the signer's claim)\n"
             )
         for ts in verdict.timestamps:
-            trust = "verified against a pinned TSA" if ts.verified else "TSA not pinned"
+            trust = "verified against a pinned TSA" if ts.verified else f"NOT verified: {ts.note}"
             stream.write(f"  checkpoint {ts.size} time-stamped {ts.time:%Y-%m-%d %H:%M:%S} UTC by {ts.tsa} ({trust})\n")
 
 

@@ -312,7 +312,7 @@ def _verdict(out: list[str], report: Report) -> None:
                                "<em>(the signer's claim)</em>"))
     for t in v.timestamps:
         trust = ('<span class="trusted">verified against a pinned TSA root</span>' if t.verified
-                 else "<strong>not verified</strong> (no TSA root pinned)")
+                 else f"<strong>not verified</strong> ({_esc(t.note)})")
         facts.append(("Timestamp", f"entries 0–{t.size - 1} existed no later than {_when(t.time)} UTC, "
                                    f"RFC 3161 timestamp by {_esc(t.tsa)}, {trust}"))
     if v.trusted_entries:

@@ -252,7 +252,7 @@ def _verdict(w: _Writer, report: Report) -> None:
         rows.append(("Binding", f"{held}{entry}, journal {v.binding.carrier}: {v.binding.explanation}"))
     rows.append(("Times", f"{_when(v.first_time)} to {_when(v.last_time)} UTC: the signer's claim"))
     for t in v.timestamps:
-        trust = "verified against a pinned TSA root" if t.verified else "TSA NOT verified (no --tsa-root)"
+        trust = "verified against a pinned TSA root" if t.verified else f"NOT verified: {t.note}"
         rows.append(("", f"entries 0-{t.size - 1} existed no later than {_when(t.time)} UTC: RFC 3161 "
                          f"timestamp by {t.tsa} ({trust})"))
     if v.trusted_entries:

@@ -133,6 +133,7 @@ class TimestampInfo:
     time: _dt.datetime
     tsa: str
     verified: bool  # its signature and chain end at a pinned TSA root
+    note: str = ""  # why it is not verified (empty when it is)
 
 
 @attrs.frozen
@@ -1066,13 +1067,13 @@ def _verdict_section(
             )
     if journal.status != "invalid" and not journal.sealed:
         reasons.append("the journal is not sealed: more entries could follow the last one shown")
-    stamps = tuple(TimestampInfo(t.size, t.time, t.tsa, t.verified) for t in journal.timestamps)
+    stamps = tuple(TimestampInfo(t.size, t.time, t.tsa, t.verified, t.note) for t in journal.timestamps)
     trusted = max((t.size for t in stamps if t.verified), default=0)
     for t in stamps:
         if not t.verified:
             reasons.append(
-                f"the timestamp on checkpoint {t.size} by {_short(t.tsa, 60)} was not checked against a pinned "
-                "TSA root (--tsa-root): it is the TSA's unverified claim"
+                f"the timestamp on checkpoint {t.size} by {_short(t.tsa, 60)} is not verified ({t.note}): "
+                "it is the TSA's unverified claim (pin its root with --tsa-root)"
             )
     for item in collector.timeline:
         seq, moment = item[0], item[1]
@@ -1699,7 +1700,7 @@ def render_json(report: Report) -> dict[str, Any]:
                 "basis": "signer-claim",
                 "trusted_entries": v.trusted_entries,
                 "timestamps": [
-                    {"size": t.size, "time": _iso(t.time), "tsa": t.tsa, "verified": t.verified}
+                    {"size": t.size, "time": _iso(t.time), "tsa": t.tsa, "verified": t.verified, "note": t.note}
                     for t in v.timestamps
                 ],
             },

@@ -101,6 +101,7 @@ class TimestampCheck:
     time: _dt.datetime
     tsa: str
     verified: bool  # True only when its chain ends at a pinned TSA root
+    note: str = ""  # why it is not verified (empty when it is)
 
 
 @attrs.frozen
@@ -148,7 +149,7 @@ class Verdict:
             "first_time": None if self.first_time is None else self.first_time.isoformat(),
             "last_time": None if self.last_time is None else self.last_time.isoformat(),
             "timestamps": [
-                {"size": t.size, "time": t.time.isoformat(), "tsa": t.tsa, "verified": t.verified}
+                {"size": t.size, "time": t.time.isoformat(), "tsa": t.tsa, "verified": t.verified, "note": t.note}
                 for t in self.timestamps
             ],
             "failed_at_entry": self.failed_at,
@@ -358,14 +359,22 @@ class StreamingVerifier:
             raise MalformedDataError(f"timestamp for size {record.size} does not follow its checkpoint")
         from . import timestamp  # imported lazily: only journals with timestamps need it
 
-        note = checkpoint.note().encode()
+        signed = checkpoint.note().encode()
+        # A token must cover its checkpoint and, when it chains to a pinned
+        # root, carry a sound signature: else the journal file was altered.
+        # No journal signer vouches for a token, so one whose TSA the auditor
+        # did not pin is reported as that TSA's unchecked claim, not a defect.
         if self.tsa_roots:
-            info = timestamp.verify_timestamp(record.token, note, roots=self.tsa_roots)
-            verified = True
+            try:
+                info = timestamp.verify_timestamp(record.token, signed, roots=self.tsa_roots)
+                note = ""
+            except UntrustedSignerError as exc:
+                info = timestamp.read_timestamp_covering(record.token, signed)
+                note = f"{exc}; its signature is not checked"
         else:
-            info = timestamp.read_timestamp_covering(record.token, note)
-            verified = False
-        self.timestamps.append(TimestampCheck(record.size, info.time, info.tsa, verified))
+            info = timestamp.read_timestamp_covering(record.token, signed)
+            note = "no TSA root pinned; its signature is not checked"
+        self.timestamps.append(TimestampCheck(record.size, info.time, info.tsa, not note, note))
 
     # -- end -----------------------------------------------------------------
 
