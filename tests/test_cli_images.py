@@ -362,12 +362,18 @@ def test_compact(cli: CLI, recorded: Recorded, tmp_path: Path) -> None:
     signed = attach(cli, recorded, "plain.jpg", "--compact")
     out = cli.ok("verify", signed)
     assert "this exact file (hard binding); journal compact" in out
+    # It says what was checked: one entry and the signed size, not the whole journal.
+    assert "is included in journal" in out and "(compact attachment)" in out
+    assert "check the other entries with --journal FILE" in out and "entry times" not in out
+    assert json.loads(cli.ok("verify", signed, "--json"))["journal_checked"] is False
     assert "(compact, 1 entries" in cli.ok("inspect", signed)
     full = tmp_path / "full.jsonl"
     cli.ok("export", recorded.journal, "-o", full)
     with_full = cli.ok("verify", signed, "--journal", full)
     size = len(full.read_bytes().splitlines())
     assert "journal compact" in with_full and f"journal {recorded.journal}, " in with_full
+    assert "--journal FILE" not in with_full
+    assert json.loads(cli.ok("verify", signed, "--journal", full, "--json"))["journal_checked"] is True
     assert size > 80
     # A full journal that is not this one, and a tampered proof.
     other = record(cli, photo(seed=3), title="other")

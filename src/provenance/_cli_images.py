@@ -69,6 +69,22 @@ def verify_image_file(path: Path, args: argparse.Namespace) -> binding.ImageVerd
     )
 
 
+def _print_compact_verdict(verdict: binding.ImageVerdict) -> None:
+    """Say exactly what a compact attachment proved: one entry, and a signed size."""
+    journal = verdict.journal
+    label = "VALID" if journal.status == "valid" else "VALID (signer not pinned; use --trust KEY.pem)"
+    cli._out(
+        f"{label}: export entry {verdict.export_seq} is included in journal {journal.journal} "
+        f"of {journal.entries} signed entries (compact attachment)"
+    )
+    for keyid in journal.signers:
+        pinned = journal.pinned and keyid not in journal.untrusted_signers
+        cli._out(f"  signer {keyid} ({'pinned' if pinned else 'not pinned'})")
+    if journal.first_time is not None:
+        cli._out(f"  export entry time {journal.first_time:%Y-%m-%d %H:%M:%S} UTC (the signer's claim)")
+    cli._out("  only that entry and its checkpoint are in this file: check the other entries with --journal FILE")
+
+
 def print_image_verdict(verdict: binding.ImageVerdict, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(verdict.to_json(), indent=2) + "\n")
@@ -76,7 +92,10 @@ def print_image_verdict(verdict: binding.ImageVerdict, as_json: bool) -> None:
     if verdict.status == "invalid":
         cli._out(f"NOT VALID: {verdict.reason}")
         return
-    cli._print_verdict(verdict.journal, False)
+    if verdict.journal_checked:
+        cli._print_verdict(verdict.journal, False)
+    else:
+        _print_compact_verdict(verdict)
     held = {
         "exact-file": "this exact file (hard binding)",
         "same-pixels": "the same pixels, not the same file (metadata changed or re-saved; "

@@ -261,6 +261,9 @@ class ImageVerdict:
     export_seq: int | None = None
     reason_override: str | None = None
     export: dict[str, Any] | None = None
+    # False when only a compact attachment was at hand: its export entry and the
+    # signed checkpoint proving it included were checked, no other entry.
+    journal_checked: bool = True
 
     @property
     def status(self) -> str:
@@ -292,6 +295,7 @@ class ImageVerdict:
             "binding": self.binding,
             "carrier": self.carrier,
             "export_entry": self.export_seq,
+            "journal_checked": self.journal_checked,
         }
 
 
@@ -383,7 +387,8 @@ def verify_image(
         return ImageVerdict(verdict, "none", carrier)
     if proof is not None:
         exports = [e for e in exports if e[0] == proof.entry.entry.seq]
-    return _check_binding(data, fmt, verdict, carrier, exports, file_hash())
+    result = _check_binding(data, fmt, verdict, carrier, exports, file_hash())
+    return result if lines else attrs.evolve(result, journal_checked=False)
 
 
 def _check_binding(
