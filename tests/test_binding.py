@@ -28,7 +28,7 @@ from PIL import Image, ImageCms, ImageDraw, ImageFilter, PngImagePlugin
 from provenance import _formats, binding
 from provenance.errors import ImageFormatError, UsageError
 from provenance.images import digest_loaded
-from provenance.journal import KeyRecord
+from provenance.journal import BlobRecord, KeyRecord
 from provenance.keys import SigningKey
 from provenance.recorder import Session
 from provenance.store import Store
@@ -462,6 +462,19 @@ def test_wrong_image_with_a_valid_journal(rec: Recording, case: str) -> None:
     assert verdict.to_json()["code"] == "not-bound"
     # The same through a sidecar.
     assert_not_bound(binding.verify_image(other, sidecar=payload))
+
+
+def test_data_added_to_an_embedded_journal_is_refused(rec: Recording) -> None:
+    """The binding hash leaves the provenance data out, so nothing unchecked may ride inside it."""
+    out = rec.attach(original("png-rgb")).data
+    payload = _formats.extract(out)
+    assert payload is not None
+    extra = BlobRecord("application/octet-stream", b"anything at all").to_line() + b"\n"
+    verdict = binding.verify_image(reembed(out, payload + extra))
+    assert verdict.status == "invalid" and verdict.code == "malformed"
+    assert "carries a blob" in verdict.reason
+    # A journal file beside the image may carry optional blobs (thumbnails, masks).
+    assert binding.verify_image(_formats.strip(out), sidecar=payload + extra).binding == "exact-file"
 
 
 def test_journal_without_export_binds_nothing(rec: Recording) -> None:

@@ -47,6 +47,7 @@ from .images import ImageDigest, ImageSource, digest_loaded, load_image, read_im
 from .journal import (
     FORMAT_NAME,
     FORMAT_VERSION,
+    BlobRecord,
     Checkpoint,
     Header,
     KeyRecord,
@@ -368,6 +369,15 @@ def verify_image(
         if visitor is not None:
             visitor(signed)
 
+    def blob_seen(record: BlobRecord) -> None:
+        if carrier == "embedded":
+            # Attach embeds no blobs, and none is signed: one here would be
+            # unchecked data riding inside an "exact file" (the binding hash
+            # leaves the provenance data out).
+            raise MalformedDataError("the embedded journal carries a blob, which attach never writes (data added)")
+        if blob_visitor is not None:
+            blob_visitor(record)
+
     if lines:
         held = [*checkpoints, proof.checkpoint] if proof is not None else list(checkpoints)
         # The file's hash (outside the GIL) runs on the background thread while
@@ -375,7 +385,7 @@ def verify_image(
         with _background.running(_file_binding, data, fmt) as hashing:
             verdict = verify_lines(
                 lines, trusted=trusted, checkpoints=held, tsa_roots=tsa_roots, thorough=thorough,
-                visitor=collect, blob_visitor=blob_visitor,
+                visitor=collect, blob_visitor=blob_seen,
             )
         file_hash: Callable[[], str] = hashing.result
     else:
