@@ -5,11 +5,12 @@ from __future__ import annotations
 import io
 import itertools
 import pickle
+import random
 import re
 from array import array
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw, ImageFilter
 
@@ -513,6 +514,36 @@ def test_grey_copy_of_a_colour_image_still_matches() -> None:
     s = suspect_hash(hills().convert("L"))
     assert s.chroma_mask == 0
     assert distance(s, REFERENCES["hills"]) <= THRESHOLD
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 300), st.integers(1, 300), st.integers(0, 2**32 - 1))
+@example(16, 16, 1)
+@example(64, 64, 2)
+@example(1024, 1024, 3)
+@example(40, 300, 4)  # a tall region: Pillow 13 alone would resize it vertically first
+def test_samples_are_a_horizontal_then_a_vertical_box_pass(width: int, height: int, seed: int) -> None:
+    """The sampling is defined pass by pass, so it cannot follow Pillow's choice of order.
+
+    Pillow 13's resize runs the vertical pass first when a region is much
+    taller than wide; each single pass is the same in every Pillow version.
+    For regions it resizes horizontally first (all the square ones), the
+    result is exactly Pillow's one-call resize, so those hashes did not move.
+    """
+    rng = random.Random(seed)
+    noise = Image.frombytes("RGB", (width, height), rng.randbytes(width * height * 3))
+    planes = phash._planes(noise)
+    w, h = planes[0].size
+    strip = phash._samples(planes, phash._REGIONS).tobytes()
+    cell = 16 * 16 * 4
+    for index, ((left, top, right, bottom), plane) in enumerate(itertools.product(phash._REGIONS, planes)):
+        x0, x1, y0, y1 = left * w, (1 - right) * w, top * h, (1 - bottom) * h
+        passes = plane.resize((16, h), Image.Resampling.BOX, (x0, 0, x1, h))
+        passes = passes.resize((16, 16), Image.Resampling.BOX, (0, y0, 16, y1))
+        assert strip[index * cell : (index + 1) * cell] == passes.tobytes()
+        if w == h:
+            one_call = plane.resize((16, 16), Image.Resampling.BOX, (x0, y0, x1, y1))
+            assert passes.tobytes() == one_call.tobytes()
 
 
 def test_fast_dct_equals_plain_dct() -> None:

@@ -24,7 +24,11 @@ Algorithm (``ph2``; see also docs/matching.md)
     unrelated dark scenes collide.  A power law keeps the hash blind to the
     scale of the values.
 3.  A region of it (the whole image, or a crop given as fractions of each
-    side) is box-resampled to 16 x 16 and the 64 lowest-frequency DCT-II
+    side) is box-resampled to 16 x 16 (Pillow's BOX filter, one horizontal
+    pass and then one vertical pass, each a float32 image; Pillow 13's own
+    resize may run the vertical pass first for tall regions, so the two
+    passes are made here, and the hash does not depend on Pillow's version)
+    and the 64 lowest-frequency DCT-II
     coefficients other than DC are computed: those with ``u*u + v*v <= 72``.
     The DCT of all regions and planes runs in Pillow: the samples are
     stacked, multiplied by a cosine canvas and box-reduced, once per axis
@@ -123,6 +127,7 @@ import math
 import operator
 import re
 from array import array
+from typing import Any
 
 import attrs
 from PIL import Image, ImageMath
@@ -426,10 +431,13 @@ def _dct_means(stack: Image.Image) -> array[float]:
 def _samples(planes: list[Image.Image], regions: tuple[tuple[float, float, float, float], ...]) -> Image.Image:
     """The 16 x 16 BOX samples of each region of each plane, stacked: ``F``, 16 wide.
 
-    Cell ``region * len(planes) + plane``; each is exactly
-    ``plane.resize((16, 16), Image.Resampling.BOX, box=...)`` (``Image.resize``
-    on an ``F`` image is the core resize, or a copy when it would be the
-    identity), pasted straight into one strip.
+    Cell ``region * len(planes) + plane``: the region's columns box-resampled
+    to 16 (a horizontal-only ``resize`` of the whole height, made once for
+    all the regions that share those columns), then its rows to 16 (a
+    vertical-only ``resize``).  That is what Pillow's two-pass resize of the
+    box computes when it goes horizontal first, as it always did up to
+    Pillow 12; Pillow 13 may go vertical first for tall regions, which rounds
+    differently, so the order is fixed here.
     """
     width, height = planes[0].size
     cores = []
@@ -438,14 +446,18 @@ def _samples(planes: list[Image.Image], regions: tuple[tuple[float, float, float
         cores.append(plane.im)
     strip = Image.new("F", (_N, _N * len(regions) * len(planes)))
     paste = strip.im.paste
-    whole = (0, 0, width, height)
-    same = (width, height) == (_N, _N)
+    box_filter = Image.Resampling.BOX
+    columns: dict[tuple[float, float], list[Any]] = {}
     top = 0
     for left, upper, right, lower in regions:
-        box = (left * width, upper * height, (1 - right) * width, (1 - lower) * height)
-        identity = same and box == whole
-        for core in cores:
-            paste(core if identity else core.resize((_N, _N), Image.Resampling.BOX, box), (0, top, _N, top + _N))
+        across = (left * width, (1 - right) * width)
+        resampled = columns.get(across)
+        if resampled is None:
+            wide = (across[0], 0, across[1], height)
+            resampled = columns[across] = [core.resize((_N, height), box_filter, wide) for core in cores]
+        tall = (0, upper * height, _N, (1 - lower) * height)
+        for core in resampled:
+            paste(core.resize((_N, _N), box_filter, tall), (0, top, _N, top + _N))
             top += _N
     return strip
 
