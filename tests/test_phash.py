@@ -546,6 +546,18 @@ def test_samples_are_a_horizontal_then_a_vertical_box_pass(width: int, height: i
             assert passes.tobytes() == one_call.tobytes()
 
 
+@pytest.mark.parametrize("size", [(700, 1000), (1000, 700), (129, 200), (300, 300)])
+def test_working_copy_is_resized_horizontal_pass_first(size: tuple[int, int]) -> None:
+    # Pillow 13's resize takes 129 x 200 -> 128 x 128 vertically first (and rounds in between).
+    width, height = size
+    image = Image.frombytes("RGB", size, random.Random(width).randbytes(width * height * 3))
+    small = image.reduce((max(1, width // 128), max(1, height // 128)))
+    small = small.resize((128, small.height), Image.Resampling.BOX).resize((128, 128), Image.Resampling.BOX)
+    assert small.size == (128, 128)
+    work = phash._planes(image)
+    assert work[1].tobytes() == small.convert("YCbCr").getchannel("Cb").convert("F").tobytes()
+
+
 def test_fast_dct_equals_plain_dct() -> None:
     # The batched Pillow DCT against a plain Python DCT of the same 16 x 16 samples.
     import math

@@ -9,7 +9,8 @@ Algorithm (``ph2``; see also docs/matching.md)
 -----------------------------------------------
 1.  The image is reduced first and converted after: big images are shrunk
     with `Image.reduce` (integer box averaging) in their own mode, then
-    box-resized to at most 128 x 128, and only then converted to luma
+    box-resized to at most 128 x 128 (a horizontal pass, then a vertical
+    one, as in step 3), and only then converted to luma
     (ITU-R 601, Pillow's ``L``) and to Cb / Cr (Pillow's ``YCbCr``).  16-
     and 32-bit modes go through ``F`` (an ``L`` conversion would clip them
     at 255) and have no colour, nor do ``L``, ``1`` and ``LAB`` (its L*
@@ -25,10 +26,10 @@ Algorithm (``ph2``; see also docs/matching.md)
     scale of the values.
 3.  A region of it (the whole image, or a crop given as fractions of each
     side) is box-resampled to 16 x 16 (Pillow's BOX filter, one horizontal
-    pass and then one vertical pass, each a float32 image; Pillow 13's own
-    resize may run the vertical pass first for tall regions, so the two
-    passes are made here, and the hash does not depend on Pillow's version)
-    and the 64 lowest-frequency DCT-II
+    pass and then one vertical pass, each a float32 image: Pillow 13's own
+    resize may run the vertical pass first, which rounds differently, so
+    the passes are made one by one here and in step 1, and the hash does
+    not depend on Pillow's version) and the 64 lowest-frequency DCT-II
     coefficients other than DC are computed: those with ``u*u + v*v <= 72``.
     The DCT of all regions and planes runs in Pillow: the samples are
     stacked, multiplied by a cosine canvas and box-reduced, once per axis
@@ -352,7 +353,11 @@ def _planes(image: Image.Image) -> list[Image.Image]:
     if factor != (1, 1):
         image = image.reduce(factor)
     size = (min(width, _WORK), min(height, _WORK))
-    if image.size != size:
+    # Two passes, horizontal first, as in `_samples`: Pillow 13 alone may go
+    # vertical first, and the rounding between the passes would differ.
+    if image.width != size[0]:
+        image = image.resize((size[0], image.height), Image.Resampling.BOX)
+    if image.height != size[1]:
         image = image.resize(size, Image.Resampling.BOX)
     luma = image.convert("L") if image.mode == "RGB" else image
     # Compress the highlights (cube root, after the reduction so that it does
