@@ -367,6 +367,23 @@ def test_absurd_dimensions_refused_before_decoding() -> None:
     assert peak < 10 * 2**20
 
 
+def test_a_decoding_time_bomb_of_scans_is_refused_before_decoding() -> None:
+    # A progressive JPEG whose last scan repeats: each repeat is one more pass
+    # over every block (2,000 of them took 35 s to decode at 4096 x 4096).
+    data = make_jpeg(size=(64, 64), progressive=True)
+    last = data.rfind(b"\xff\xda")
+    scans = data.count(b"\xff\xda")  # 0xFF 0xDA never occurs inside entropy-coded data
+    assert data.endswith(b"\xff\xd9") and 1 < scans < _jpeg.MAX_SCANS
+
+    def with_scans(total: int) -> bytes:
+        return data[:-2] + data[last:-2] * (total - scans) + data[-2:]
+
+    assert _jpeg.dimensions(with_scans(_jpeg.MAX_SCANS)) == (64, 64)  # unusual, still accepted
+    for call in (F.decode, F.prepare, _jpeg.dimensions):
+        with pytest.raises(ImageFormatError, match=rf"^JPEG has more than {_jpeg.MAX_SCANS} scans"):
+            call(with_scans(_jpeg.MAX_SCANS + 1))
+
+
 def test_max_size() -> None:
     signed = F.embed(make_jpeg(), PAYLOAD)
     assert F.extract(signed, max_size=len(PAYLOAD)) == PAYLOAD

@@ -26,7 +26,8 @@ MPO file) are kept as they are and covered by the binding hash, but not searched
 
 Validation policy: ``prepare``, ``embed``, ``strip``, ``describe`` and
 ``decode`` walk every marker through EOI, scans included, and refuse our
-identifier after the first scan.  ``binding_hash`` and ``extract`` parse only
+identifier after the first scan, and a file of more than ``MAX_SCANS`` scans
+(each is a decoding pass over the whole image).  ``binding_hash`` and ``extract`` parse only
 the header and check that an EOI marker follows it.  Finding where entropy-coded
 data ends takes a byte-by-byte regex scan that costs more than the SHA-256 pass
 itself, and every byte after the header is in the binding hash anyway.
@@ -54,6 +55,9 @@ _MAX_SEGMENT_DATA = 0xFFFF - 2  # the 16-bit length counts itself
 MAX_SLICE = _MAX_SEGMENT_DATA - _HEADER.size  # 65,513
 
 _SOI, _EOI, _SOS, _APP0, _APP1, _APP11 = 0xD8, 0xD9, 0xDA, 0xE0, 0xE1, 0xEB
+# Encoders write 1 scan (baseline) to about 20 (progressive scripts; libjpeg's
+# default is 10 for colour): this leaves room for unusual scripts only.
+MAX_SCANS = 100
 # Markers that stand alone, without a length field: TEM and RST0..RST7.
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
 _SOF = frozenset({*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0)})
@@ -225,6 +229,7 @@ def _layout(data: bytes, *, full: bool = True) -> _Layout:
     dims: tuple[int, int] | None = None
     sof_at = -1
     seen_scan = False
+    scans = 0
     scan_at = 0
     ours: list[_Ours] = []
     removed = 0  # bytes of our segments seen so far, to map offsets into the stripped file
@@ -252,6 +257,11 @@ def _layout(data: bytes, *, full: bool = True) -> _Layout:
             if not seen_scan:
                 scan_at = part.end
             seen_scan = True
+            scans += 1
+            if scans > MAX_SCANS:
+                # Each scan of a progressive JPEG is a pass over every block:
+                # thousands of them make a small file decode for minutes.
+                raise ImageFormatError(f"JPEG has more than {MAX_SCANS} scans (a decoding-time bomb)")
         elif part.marker == _EOI and not seen_scan:
             raise ImageFormatError("JPEG has no image data (no SOS before EOI)")
     # A valid scan never holds 0xFF 0xD9 (0xFF is always followed by 0x00 or
