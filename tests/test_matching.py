@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import random
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -331,6 +334,29 @@ def test_cli_match_errors(cli: CLI, files: dict[str, Path], tmp_path: Path) -> N
     garbage.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
     code, out, err = cli("match", garbage, files["plain"])
     assert code == 2 and not out and err.startswith("provenance: error: ") and err.count("\n") == 1
+    # PostScript is never handed to Pillow (its EPS reader runs Ghostscript on the file).
+    eps = tmp_path / "suspect.eps"
+    eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n0 0 moveto 8 8 lineto stroke\n%%EOF\n")
+    code, out, err = cli("match", eps, files["plain"])
+    assert code == 2 and not out and err.count("\n") == 1
+    assert "not an image in a format read here" in err and "BytesIO" not in err
+
+
+def test_cli_says_nothing_of_pillow_warnings(files: dict[str, Path], tmp_path: Path) -> None:
+    # A size past Pillow's own bomb threshold (here lowered), under ours: Pillow
+    # warns, and the warning must not add lines to the command's output.
+    big = tmp_path / "big.png"
+    Image.new("L", (250, 250), 7).save(big)
+    script = (
+        "import sys; from PIL import Image; Image.MAX_IMAGE_PIXELS = 50_000; "
+        "from provenance._cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, "match", str(big), str(files["plain"])],
+        capture_output=True, timeout=120, check=False, env={**os.environ, HOME_ENV: str(tmp_path / "home")},
+    )
+    assert done.returncode == 1 and done.stderr == b"", done.stderr
+    assert done.stdout.startswith(b"NO MATCH")
 
 
 @pytest.mark.parametrize("alteration", ALTERATIONS)

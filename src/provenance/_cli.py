@@ -13,6 +13,7 @@ import getpass
 import json
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
@@ -471,6 +472,10 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    # Pillow warns on stderr about files it reads anyway (a size past its own
+    # bomb threshold, under ours; corrupt EXIF): the verdict or the one-line
+    # error says what matters.
+    warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
     try:
         args = parser.parse_args(argv)
         handler: Handler | None = getattr(args, "handler", None)

@@ -104,17 +104,28 @@ def _detect(data: bytes) -> str | None:
         return None
 
 
+# Other raster formats Pillow decodes itself (or through libtiff and libavif),
+# for sidecar journals and suspects: never EPS (Ghostscript would run the
+# file's PostScript), nor the rarely used parsers of scientific and legacy
+# formats, each a surface an image found online could aim at.
+OTHER_FORMATS = ("AVIF", "BMP", "GIF", "PPM", "QOI", "TGA", "TIFF")
+
+
 def _decode_any(data: bytes, fmt: str | None) -> Image.Image:
-    """Decode for the pixel hash: our three formats safely; others through Pillow with its bomb guard."""
+    """Decode for the pixel hash: our three formats safely; `OTHER_FORMATS` through Pillow with its bomb guard."""
     if fmt is not None:
         return _formats.decode(data)
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data), formats=OTHER_FORMATS)
         if image.width * image.height > _formats.DEFAULT_MAX_PIXELS:
             raise ImageFormatError("image is too large to decode")
         image.load()
     except ImageFormatError:
         raise
+    except Image.UnidentifiedImageError:
+        raise ImageFormatError(
+            f"not an image in a format read here (PNG, JPEG, WebP, {', '.join(OTHER_FORMATS)})"
+        ) from None
     except Exception as exc:
         raise ImageFormatError(f"cannot decode image: {str(exc).splitlines()[0][:200] if str(exc) else exc}") from None
     return image
