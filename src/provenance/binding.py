@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from . import _background, _formats, merkle
 from ._encoding import b64decode, b64encode, canonical_json, strict_loads
@@ -122,9 +122,9 @@ def _decode_any(data: bytes, fmt: str | None) -> Image.Image:
         image.load()
     except ImageFormatError:
         raise
-    except Image.UnidentifiedImageError:
+    except UnidentifiedImageError:
         raise ImageFormatError(
-            f"not an image in a format read here (PNG, JPEG, WebP, {', '.join(OTHER_FORMATS)})"
+            f"cannot decode image: not in a format read here (PNG, JPEG, WebP, {', '.join(OTHER_FORMATS)})"
         ) from None
     except Exception as exc:
         raise ImageFormatError(f"cannot decode image: {str(exc).splitlines()[0][:200] if str(exc) else exc}") from None
