@@ -12,6 +12,7 @@ from _tsa import LocalTSA
 from provenance import SigningKey, Store, verify_file
 from provenance._cli import main
 from provenance._encoding import canonical_json
+from provenance.errors import UsageError
 from provenance.timestamp import request_timestamp
 
 
@@ -57,6 +58,17 @@ def test_timestamp_moved_to_another_checkpoint_is_caught(tmp_path: Path, local_t
     verdict = verify_file(out)
     assert not verdict.valid
     assert "does not cover" in verdict.reason
+
+
+def test_garbage_tsa_root_is_refused_even_without_timestamps(tmp_path: Path) -> None:
+    key = SigningKey.generate()
+    with Store(tmp_path / "store.sqlite") as store:
+        journal = store.create_journal(key, title="no stamps")
+        out = tmp_path / "journal.jsonl"
+        store.export(journal, out)
+    with pytest.raises(UsageError, match="cannot be parsed"):
+        verify_file(out, tsa_roots=[b"not a certificate"])
+    assert verify_file(out).valid
 
 
 def test_tsa_outside_the_pinned_roots_is_an_unverified_claim(tmp_path: Path, local_tsa: LocalTSA) -> None:

@@ -72,6 +72,7 @@ from provenance.errors import (
 
 __all__ = [
     "TimestampInfo",
+    "check_roots",
     "read_timestamp_covering",
     "read_timestamp_unverified",
     "request_timestamp",
@@ -525,6 +526,11 @@ def _load_roots(roots: Sequence[bytes]) -> list[x509.Certificate]:
     for cert in loaded:
         unique.setdefault(cert.fingerprint(hashes.SHA256()), cert)
     return list(unique.values())
+
+
+def check_roots(roots: Sequence[bytes]) -> None:
+    """Raise UsageError unless `roots` are certificates (PEM or DER): checked even with no token to verify."""
+    _load_roots(roots)
 
 
 def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:

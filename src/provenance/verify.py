@@ -171,6 +171,11 @@ class StreamingVerifier:
         visitor: EntryVisitor | None = None,
         blob_visitor: BlobVisitor | None = None,
     ) -> None:
+        if tsa_roots:
+            # Garbage given as a root must say so even when no timestamp needs it.
+            from .timestamp import check_roots  # imported lazily: only auditors pinning a TSA need it
+
+            check_roots(tsa_roots)
         if any(c.size < 1 for c in held):
             # It could never be compared (checks follow each entry) and would
             # make a sound journal look cut short.
