@@ -211,6 +211,7 @@ def test_valid_key_names(tmp_path: Path, name: str) -> None:
         b'{"format": "provenance-private-key"}',
         b"\xff\xfe\x00",
         json.dumps({"format": "provenance-private-key", "version": 2, "algorithm": "ed25519"}).encode(),
+        json.dumps({"format": "provenance-private-key", "version": True, "algorithm": "ed25519"}).encode(),
         b" " * (64 * 1024 + 1),
     ],
 )
@@ -223,6 +224,34 @@ def test_garbage_key_files_are_key_store_errors(tmp_path: Path, content: bytes) 
     for call in (store.load, store.public_key, store.is_encrypted):
         with pytest.raises(KeyStoreError):
             call()
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_a_key_path_that_is_not_a_file_is_refused_at_once(tmp_path: Path, kind: str) -> None:
+    store = KeyStore(tmp_path)
+    (tmp_path / "keys").mkdir(mode=0o700)
+    path = store.path("odd")
+    if kind == "directory":
+        path.mkdir(mode=0o700)
+    else:
+        os.mkfifo(path, 0o600)  # opened for reading, it would wait for a writer forever
+    for call in (store.load, store.public_key, store.is_encrypted):
+        with pytest.raises(KeyStoreError, match="is not a regular file"):
+            call("odd")
+
+
+def test_key_list_reports_a_bad_key_file_and_lists_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    monkeypatch.setenv(HOME_ENV, str(tmp_path))
+    store = KeyStore()
+    good = store.generate("good")
+    install(tmp_path, "broken", b"not a key")
+    (store.directory / "dir.key").mkdir()
+    assert main(["key", "list"]) == 2
+    out, err = capsys.readouterr()
+    assert out == f"good\t{good.keyid}\n"
+    assert err.count("\n") == 2 and "key 'broken'" in err and "key 'dir'" in err and "not a regular file" in err
 
 
 # -- passphrases ----------------------------------------------------------------------------

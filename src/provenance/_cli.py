@@ -180,9 +180,14 @@ def cmd_key_show(args: argparse.Namespace) -> int:
 
 def cmd_key_list(args: argparse.Namespace) -> int:
     keys = KeyStore()
+    unreadable = 0
     for name in keys.names():
-        _out(f"{name}\t{keys.public_key(name).keyid}")
-    return EXIT_OK
+        try:
+            _out(f"{name}\t{keys.public_key(name).keyid}")
+        except Error as exc:  # one bad file must not hide the other keys
+            unreadable += 1
+            sys.stderr.write(f"provenance: error: key {name!r}: {exc}\n")
+    return EXIT_USAGE if unreadable else EXIT_OK
 
 
 def cmd_new(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import secrets
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -265,15 +266,20 @@ def _derive(passphrase: bytes, salt: bytes, log2_n: int) -> bytes:
 
 def _read_key_document(path: Path) -> dict[str, Any]:
     try:
-        fd = os.open(path, os.O_RDONLY)
+        # Non-blocking, so that a FIFO in place of a key cannot hang us; only a
+        # regular file is read (checked below, on what was actually opened).
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise KeyNotFoundError(
             f"no key at {path} (create one with `provenance keygen`)"
         ) from None
     except OSError as exc:
         raise KeyStoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise KeyStoreError(f"{path} is not a regular file")
     with os.fdopen(fd, "rb") as handle:
-        mode = os.fstat(handle.fileno()).st_mode
         if mode & 0o077:
             raise KeyPermissionError(
                 f"permissions {mode & 0o777:04o} for {path} are too open: "
@@ -286,7 +292,8 @@ def _read_key_document(path: Path) -> dict[str, Any]:
         document = json.loads(data)
         if not isinstance(document, dict) or document.get("format") != KEY_FILE_FORMAT:
             raise ValueError("not a provenance key file")
-        if document.get("version") != 1 or document.get("algorithm") != "ed25519":
+        version = document.get("version")
+        if type(version) is not int or version != 1 or document.get("algorithm") != "ed25519":
             raise ValueError("unsupported key file version or algorithm")
         for field in ("keyid", "public_key", "private_key"):
             if not isinstance(document.get(field), str):
