@@ -301,6 +301,7 @@ def test_extract_writes_a_journal_that_verifies(cli: CLI, recorded: Recorded, tm
         signed = attach(cli, recorded, name)
         target = tmp_path / f"{name}.jsonl"
         assert cli.ok("extract", signed, "-o", target) == f"wrote {target}\n"
+        assert cli.ok("extract", signed, "-o", "-") == target.read_text()  # "-": standard output
         with Store() as store:
             assert target.read_bytes() == b"".join(store.export_lines(recorded.journal, blobs=False))
         out = cli.ok("verify", target)
@@ -373,6 +374,9 @@ def test_compact(cli: CLI, recorded: Recorded, tmp_path: Path) -> None:
     size = len(full.read_bytes().splitlines())
     assert "journal compact" in with_full and f"journal {recorded.journal}, " in with_full
     assert "--journal FILE" not in with_full
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")  # not "no journal given": the compact proof alone must not answer
+    assert "the journal given is empty" in cli.fails(1, "verify", signed, "--journal", empty)
     assert json.loads(cli.ok("verify", signed, "--journal", full, "--json"))["journal_checked"] is True
     assert size > 80
     # A full journal that is not this one, and a tampered proof.

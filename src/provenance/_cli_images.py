@@ -146,6 +146,11 @@ def cmd_extract(args: argparse.Namespace) -> int:
         lines = read_image_file(sidecar).splitlines(keepends=True)  # bounded read
     else:
         lines = carried[0]
+    if args.output == "-":
+        sys.stdout.flush()
+        sys.stdout.buffer.write(b"".join(lines))
+        sys.stdout.buffer.flush()
+        return cli.EXIT_OK
     target = Path(args.output)
     binding.write_file(target, b"".join(lines))
     cli._out(f"wrote {target}")

@@ -362,6 +362,8 @@ def verify_image(
             return _invalid(str(exc), failure_code(exc), "compact")
     if journal_lines is not None:
         lines, carrier = list(journal_lines), "compact" if proof is not None else "given"
+        if not lines:  # else a compact proof alone would answer, as if no journal were given
+            return _invalid("the journal given is empty", "malformed", carrier)
     elif carried is not None and proof is None:
         lines, carrier = carried
     elif sidecar is not None:
