@@ -558,6 +558,26 @@ def test_working_copy_is_resized_horizontal_pass_first(size: tuple[int, int]) ->
     assert work[1].tobytes() == small.convert("YCbCr").getchannel("Cb").convert("F").tobytes()
 
 
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "La", "PA", "P-transparent", "I;16", "CMYK", "1", "LAB", "RGB"])
+@pytest.mark.parametrize("size", [(700, 333), (300, 1100), (256, 256)])
+def test_large_images_are_converted_in_strips_with_the_same_result(
+    mode: str, size: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Strips of whole reduction blocks give the whole image's pixels, in bounded memory."""
+    width, height = size
+    rgba = Image.frombytes("RGBA", size, random.Random(width + height).randbytes(width * height * 4))
+    if mode == "P-transparent":
+        image = rgba.convert("RGB").quantize(64)
+        image.info["transparency"] = 5
+    elif mode == "PA":
+        image = rgba.convert("PA")
+    else:
+        image = rgba.convert(mode) if mode not in ("I;16", "LAB") else rgba.convert("L").convert(mode)
+    whole = [plane.tobytes() for plane in phash._planes(image)]
+    monkeypatch.setattr(phash, "_STRIP_PIXELS", 10_000)  # a few rows a strip
+    assert [plane.tobytes() for plane in phash._planes(image)] == whole
+
+
 def test_fast_dct_equals_plain_dct() -> None:
     # The batched Pillow DCT against a plain Python DCT of the same 16 x 16 samples.
     import math

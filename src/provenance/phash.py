@@ -128,6 +128,7 @@ import math
 import operator
 import re
 from array import array
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -320,6 +321,63 @@ class Match:
             raise ValueError("matched must be distance <= threshold")
 
 
+def _to_float(image: Image.Image) -> Image.Image:
+    return image.convert("F")
+
+
+def _lab_lightness(image: Image.Image) -> Image.Image:
+    return image.getchannel("L")
+
+
+def _to_luma(image: Image.Image) -> Image.Image:
+    return image.convert("L")
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    return image.convert("RGB")
+
+
+def _flattened(image: Image.Image) -> Image.Image:
+    """Onto white, as most converters to JPEG do: RGB."""
+    if image.mode == "La":  # premultiplied; Pillow converts it only to LA
+        image = image.convert("LA")
+    rgba = image.convert("RGBA")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, rgba).convert("RGB")
+
+
+# Converted a strip of at most this many pixels at a time: flattening a large
+# transparent image whole took four full-size copies (2.4 GB for 121 Mpx).
+_STRIP_PIXELS = 1 << 22
+
+
+def _convert_reduced(
+    image: Image.Image, convert: Callable[[Image.Image], Image.Image], factor: tuple[int, int]
+) -> Image.Image:
+    """``convert(image).reduce(factor)`` (no reduction for (1, 1)), in bounded memory.
+
+    Both are pixel by pixel and block by block, so strips whose height is a
+    multiple of the vertical factor give exactly the same result as the
+    whole image (the last strip ends with the same partial blocks).
+    """
+    width, height = image.size
+    across, down = factor
+    if width * height <= _STRIP_PIXELS:
+        converted = convert(image)
+        return converted if factor == (1, 1) else converted.reduce(factor)
+    rows = down * max(1, _STRIP_PIXELS // (width * down))
+    out: Image.Image | None = None
+    for top in range(0, height, rows):
+        strip = convert(image.crop((0, top, width, min(top + rows, height))))
+        if factor != (1, 1):
+            strip = strip.reduce(factor)
+        if out is None:
+            out = Image.new(strip.mode, (-(-width // across), -(-height // down)))
+        out.paste(strip, (0, top // down))
+    assert out is not None  # height >= 1
+    return out
+
+
 def _planes(image: Image.Image) -> list[Image.Image]:
     """The working copy: [luma] or [luma, Cb, Cr], each ``F``, at most `_WORK` a side.
 
@@ -334,23 +392,22 @@ def _planes(image: Image.Image) -> list[Image.Image]:
         raise ValueError(f"cannot hash an empty image ({width}x{height})")
     mode = image.mode
     color = True
+    convert: Callable[[Image.Image], Image.Image] | None = None
     if mode in ("I", "F") or mode.startswith("I;16"):
         # convert("L") clips these at 255; "F" keeps the range (only signs matter later).
-        image, color = image.convert("F"), False
+        convert, color = _to_float, False
     elif mode == "LAB":
-        image, color = image.getchannel("L"), False  # Pillow's LAB -> RGB is not colorimetric
+        convert, color = _lab_lightness, False  # Pillow's LAB -> RGB is not colorimetric
     elif image.has_transparency_data:
-        if mode == "La":  # premultiplied; Pillow converts it only to LA
-            image = image.convert("LA")
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, rgba).convert("RGB")
+        convert = _flattened
     elif mode in ("L", "1"):
-        image, color = image.convert("L"), False
+        convert, color = _to_luma, False
     elif mode != "RGB":
-        image = image.convert("RGB")
+        convert = _to_rgb
     factor = (max(1, width // _WORK), max(1, height // _WORK))
-    if factor != (1, 1):
+    if convert is not None:
+        image = _convert_reduced(image, convert, factor)
+    elif factor != (1, 1):
         image = image.reduce(factor)
     size = (min(width, _WORK), min(height, _WORK))
     # Two passes, horizontal first, as in `_samples`: Pillow 13 alone may go
