@@ -19,11 +19,10 @@ with a pointer to the full journal.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import io
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -393,36 +392,33 @@ def verify_image(
 
     if lines:
         held = [*checkpoints, proof.checkpoint] if proof is not None else list(checkpoints)
-        # The file's hash (outside the GIL) runs on the background thread while
-        # the journal, Python all the way, is checked here.
-        with _background.running(_file_binding, data, fmt) as hashing:
-            verdict = verify_lines(
-                lines, trusted=trusted, checkpoints=held, tsa_roots=tsa_roots, thorough=thorough,
-                visitor=collect, blob_visitor=blob_seen,
-            )
-        file_hash: Callable[[], str] = hashing.result
+        verdict = verify_lines(
+            lines, trusted=trusted, checkpoints=held, tsa_roots=tsa_roots, thorough=thorough,
+            visitor=collect, blob_visitor=blob_seen,
+        )
     else:
         assert proof is not None
         verdict = proof.verdict(trusted)
         exports.append((proof.entry.entry.seq, dict(proof.entry.entry.body)))
-        file_hash = functools.partial(_file_binding, data, fmt)
     if not verdict.valid:
         return ImageVerdict(verdict, "none", carrier)
     if proof is not None:
         exports = [e for e in exports if e[0] == proof.entry.entry.seq]
-    result = _check_binding(data, fmt, verdict, carrier, exports, file_hash())
+    result = _check_binding(data, fmt, verdict, carrier, exports)
     return result if lines else attrs.evolve(result, journal_checked=False)
 
 
 def _check_binding(
-    data: bytes, fmt: str | None, verdict: Verdict, carrier: str, exports: list[tuple[int, dict[str, Any]]],
-    file_hash: str,
+    data: bytes, fmt: str | None, verdict: Verdict, carrier: str, exports: list[tuple[int, dict[str, Any]]]
 ) -> ImageVerdict:
-    """Which binding holds: `file_hash` (`_file_binding` of `data`) is tried first."""
     if not exports:
         reason = "the journal has no export entry binding an image"
         return ImageVerdict(verdict, "none", carrier, reason_override=reason)
     # The exact file first: one hashing pass, no decoding (the common, fast case).
+    # (Not overlapped with the journal check: on the background thread it
+    # fought that Python loop for the GIL and made verify slower, even for a
+    # 1.3 MB PNG.)
+    file_hash = _file_binding(data, fmt)
     for seq, body in reversed(exports):
         binding = body.get("binding")
         if isinstance(binding, dict) and binding.get("file_sha256") == file_hash:
