@@ -19,6 +19,10 @@ session writes them), it measures in one run on this machine:
   certificate issued by a CA generated here, thumbnail off) and reading it
   back with that CA as the trust anchor.
 
+The figures a target compares (decode, attach, verify, c2pa's sign and read)
+are measured in turns, one run of each per round, so that a burst of load from
+the rest of a shared machine falls on both sides of a comparison alike.
+
 Targets (reported, never asserted): verify faster than c2pa's read; attach
 within c2pa's signing time plus one decode; attach with known hashes within
 c2pa's signing time alone.  ``--profile`` prints where attach and verify
@@ -140,14 +144,28 @@ def record_journal(store: Store, key: SigningKey, final: Image.Image, entries: i
 
 def timed(fn: Callable[[], object], repeat: int, setup: Callable[[], object] | None = None) -> float:
     """Median milliseconds of `fn` over `repeat` runs (after one warm-up), `setup` untimed before each."""
-    samples = []
+    return in_turns({"fn": (fn, setup)}, repeat)["fn"]
+
+
+Figure = tuple[Callable[[], object], Callable[[], object] | None]  # (timed call, untimed setup)
+
+
+def in_turns(figures: dict[str, Figure], repeat: int) -> dict[str, float]:
+    """Median milliseconds of each figure, measured in turns: one run of each per round.
+
+    After one warm-up round, `repeat` rounds; a burst of load from the rest of a
+    shared machine then falls on the figures compared alike instead of on
+    whichever happened to be measured during it.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in figures}
     for _ in range(repeat + 1):
-        if setup is not None:
-            setup()
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples[1:])
+        for name, (fn, setup) in figures.items():
+            if setup is not None:
+                setup()
+            start = time.perf_counter()
+            fn()
+            samples[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(values[1:]) for name, values in samples.items()}
 
 
 # -- C2PA -------------------------------------------------------------------------------------
@@ -281,18 +299,32 @@ def bench_format(fmt: str, image: Image.Image, store: Store, key: SigningKey, c2
         return binding.attach(data, store=store, journal=journals[-1], key=key, digest=digest if known else None)
 
     result: dict[str, Any] = {"file_bytes": len(data)}
-    result["decode_ms"] = timed(decode, repeat)
     result["save_ms"] = timed(save, repeat)
-    result["attach_ms"] = timed(lambda: attach(False), repeat, setup=new_journal)
-    result["attach_known_hashes_ms"] = timed(lambda: attach(True), repeat, setup=new_journal)
     new_journal()
     signed = attach(False).data
     entries = store.info(journals[-1]).size
     verdict = binding.verify_image(signed, trusted=[key.public])
     assert verdict.status == "valid" and verdict.binding == "exact-file", verdict.reason
-    result["verify_ms"] = timed(lambda: binding.verify_image(signed, trusted=[key.public]), repeat)
     result["journal_entries"] = entries
     result["provenance_bytes"] = len(signed) - len(data)
+    # The figures a target compares are measured in turns (see `in_turns`).
+    figures: dict[str, Figure] = {
+        "decode_ms": (decode, None),
+        "attach_ms": (lambda: attach(False), new_journal),
+        "attach_known_hashes_ms": (lambda: attach(True), new_journal),
+        "verify_ms": (lambda: binding.verify_image(signed, trusted=[key.public]), None),
+    }
+    result["c2pa_sign_ms"] = result["c2pa_read_ms"] = result["c2pa_bytes"] = None
+    if c2pa is not None:
+        journal_text = b"".join(store.export_lines(journals[-1], blobs=False)).decode()
+        manifest = c2pa.manifest(journal_text)
+        c2pa_signed = c2pa.sign(data, mime, manifest)
+        report = c2pa.read(c2pa_signed, mime)
+        assert report.get("validation_state") == "Trusted", report.get("validation_status")
+        result["c2pa_bytes"] = len(c2pa_signed) - len(data)
+        figures["c2pa_sign_ms"] = (lambda: c2pa.sign(data, mime, manifest), None)
+        figures["c2pa_read_ms"] = (lambda: c2pa.read(c2pa_signed, mime), None)
+    result.update(in_turns(figures, repeat))
 
     result["breakdown"] = breakdown(data, signed, store, journals[-1], key)
 
@@ -300,17 +332,6 @@ def bench_format(fmt: str, image: Image.Image, store: Store, key: SigningKey, c2
         new_journal()
         _profile(f"{fmt}: attach", lambda: attach(False))
         _profile(f"{fmt}: verify", lambda: binding.verify_image(signed, trusted=[key.public]))
-
-    result["c2pa_sign_ms"] = result["c2pa_read_ms"] = result["c2pa_bytes"] = None
-    if c2pa is not None:
-        journal_text = b"".join(store.export_lines(journals[-1], blobs=False)).decode()
-        manifest = c2pa.manifest(journal_text)
-        result["c2pa_sign_ms"] = timed(lambda: c2pa.sign(data, mime, manifest), repeat)
-        c2pa_signed = c2pa.sign(data, mime, manifest)
-        report = c2pa.read(c2pa_signed, mime)
-        assert report.get("validation_state") == "Trusted", report.get("validation_status")
-        result["c2pa_read_ms"] = timed(lambda: c2pa.read(c2pa_signed, mime), repeat)
-        result["c2pa_bytes"] = len(c2pa_signed) - len(data)
     return result
 
 
@@ -372,7 +393,7 @@ def targets(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, bool | N
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=7, help="timed runs per figure (median; default 7)")
+    parser.add_argument("--repeat", type=int, default=11, help="timed runs per figure (median; default 11)")
     parser.add_argument("--profile", action="store_true", help="print cProfile summaries of attach and verify")
     args = parser.parse_args(argv)
 
