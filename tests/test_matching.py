@@ -342,6 +342,24 @@ def test_cli_match_errors(cli: CLI, files: dict[str, Path], tmp_path: Path) -> N
     assert "not in a format read here" in err and "BytesIO" not in err
 
 
+def test_cli_error_on_a_corrupt_tiff_is_one_line(files: dict[str, Path], tmp_path: Path) -> None:
+    # libtiff prints its own diagnostics straight to file descriptor 2: the
+    # command keeps them off the terminal and quotes the first in its one line.
+    buffer = io.BytesIO()
+    Image.linear_gradient("L").resize((64, 64)).convert("RGB").save(buffer, "TIFF", compression="tiff_lzw")
+    corrupt = bytearray(buffer.getvalue())
+    corrupt[8] ^= 0xFF  # inside the LZW strip
+    suspect = tmp_path / "corrupt.tif"
+    suspect.write_bytes(bytes(corrupt))
+    done = subprocess.run(
+        [sys.executable, "-m", "provenance", "match", str(suspect), str(files["plain"])],
+        capture_output=True, timeout=120, check=False, env={**os.environ, HOME_ENV: str(tmp_path / "home")},
+    )
+    assert done.returncode == 2 and done.stdout == b""
+    assert done.stderr.count(b"\n") == 1 and done.stderr.startswith(b"provenance: error: cannot decode image: ")
+    assert b"not yet in table" in done.stderr  # libtiff's own words, in our line
+
+
 def test_cli_says_nothing_of_pillow_warnings(files: dict[str, Path], tmp_path: Path) -> None:
     # A size past Pillow's own bomb threshold (here lowered), under ours: Pillow
     # warns, and the warning must not add lines to the command's output.

@@ -481,6 +481,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # bomb threshold, under ours; corrupt EXIF): the verdict or the one-line
     # error says what matters.
     warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
+    from . import binding  # (loaded already, by the image commands' parser)
+
+    binding.capture_native_diagnostics = True
     try:
         args = parser.parse_args(argv)
         handler: Handler | None = getattr(args, "handler", None)

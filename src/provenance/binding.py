@@ -32,7 +32,7 @@ from PIL import Image, UnidentifiedImageError
 
 from . import _background, _formats, merkle
 from ._encoding import b64decode, b64encode, canonical_json, strict_loads
-from ._io import write_atomic
+from ._io import native_stderr_captured, write_atomic
 from .errors import (
     BadSignatureError,
     BindingError,
@@ -110,15 +110,23 @@ def _detect(data: bytes) -> str | None:
 OTHER_FORMATS = ("AVIF", "BMP", "GIF", "PPM", "QOI", "TGA", "TIFF")
 
 
+# Set by the command line, whose errors are one line: libtiff (and libjpeg inside
+# TIFF) print diagnostics straight to file descriptor 2 while Pillow decodes.
+capture_native_diagnostics = False
+
+
 def _decode_any(data: bytes, fmt: str | None) -> Image.Image:
     """Decode for the pixel hash: our three formats safely; `OTHER_FORMATS` through Pillow with its bomb guard."""
     if fmt is not None:
         return _formats.decode(data)
+    diagnostics: list[str] = []
+    quiet = native_stderr_captured() if capture_native_diagnostics else contextlib.nullcontext(diagnostics)
     try:
-        image = Image.open(io.BytesIO(data), formats=OTHER_FORMATS)
-        if image.width * image.height > _formats.DEFAULT_MAX_PIXELS:
-            raise ImageFormatError("image is too large to decode")
-        image.load()
+        with quiet as diagnostics:
+            image = Image.open(io.BytesIO(data), formats=OTHER_FORMATS)
+            if image.width * image.height > _formats.DEFAULT_MAX_PIXELS:
+                raise ImageFormatError("image is too large to decode")
+            image.load()
     except ImageFormatError:
         raise
     except UnidentifiedImageError:
@@ -126,7 +134,10 @@ def _decode_any(data: bytes, fmt: str | None) -> Image.Image:
             f"cannot decode image: not in a format read here (PNG, JPEG, WebP, {', '.join(OTHER_FORMATS)})"
         ) from None
     except Exception as exc:
-        raise ImageFormatError(f"cannot decode image: {str(exc).splitlines()[0][:200] if str(exc) else exc}") from None
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        if diagnostics:
+            reason += f" ({diagnostics[0][:200]})"
+        raise ImageFormatError(f"cannot decode image: {reason}") from None
     return image
 
 
