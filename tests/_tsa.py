@@ -17,6 +17,7 @@ Both bind only the loopback interface, on a port the kernel picks, and stop
 from __future__ import annotations
 
 import contextlib
+import datetime
 import http.server
 import secrets
 import shutil
@@ -27,6 +28,11 @@ import threading
 from pathlib import Path
 from types import TracebackType
 from typing import Self
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 __all__ = ["MAX_QUERY_BYTES", "LocalTSA", "StaticHTTPServer", "free_port"]
 
@@ -235,6 +241,37 @@ class LocalTSA(_ServerMixin):
         (d / "ts.cnf").write_text(_TS_CONFIG.format(dir=d))
         self.root_pem = (d / "root.pem").read_bytes()
         self.tsa_cert_pem = (d / "tsa.pem").read_bytes()
+
+    def sign_with_an_expired_certificate(self) -> None:
+        """From now on, sign with a TSA certificate of the same root and key that expired in 2020.
+
+        `openssl ts -reply` does not look at the dates, so its tokens chain to
+        the root but were made outside their certificate's validity.
+        """
+        if self._dir is None:
+            raise RuntimeError("LocalTSA is not running")
+        root = x509.load_pem_x509_certificate((self._dir / "root.pem").read_bytes())
+        root_key = serialization.load_pem_private_key((self._dir / "root.key").read_bytes(), None)
+        tsa_key = serialization.load_pem_private_key((self._dir / "tsa.key").read_bytes(), None)
+        assert isinstance(root_key, ec.EllipticCurvePrivateKey) and isinstance(tsa_key, ec.EllipticCurvePrivateKey)
+        name = x509.Name([
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "provenance tests"),
+            x509.NameAttribute(NameOID.COMMON_NAME, self.tsa_name),
+        ])  # fmt: skip
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(root.subject)
+            .public_key(tsa_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC))
+            .not_valid_after(datetime.datetime(2020, 1, 2, tzinfo=datetime.UTC))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
+            .sign(root_key, hashes.SHA256())
+        )
+        self.tsa_cert_pem = certificate.public_bytes(serialization.Encoding.PEM)
+        (self._dir / "tsa.pem").write_bytes(self.tsa_cert_pem)
 
     def reply(self, query: bytes) -> bytes:
         """Answer one DER TimeStampReq with the DER TimeStampResp openssl makes."""

@@ -367,6 +367,16 @@ def test_compact(cli: CLI, recorded: Recorded, tmp_path: Path) -> None:
     assert "is included in journal" in out and "(compact attachment)" in out
     assert "check the other entries with --journal FILE" in out and "entry times" not in out
     assert json.loads(cli.ok("verify", signed, "--json"))["journal_checked"] is False
+    # A key pinned that is not the signer's: untrusted, and said so (not "VALID").
+    stranger = tmp_path / "stranger.pem"
+    stranger.write_text(SigningKey.generate().public.to_pem())
+    untrusted = cli("verify", signed, "--trust", stranger)
+    assert untrusted.code == 1 and untrusted.out.startswith("UNTRUSTED: ") and "VALID" not in untrusted.out
+    # What the auditor pins is checked on this path too.
+    garbage = tmp_path / "root.pem"
+    garbage.write_bytes(b"not a certificate")
+    assert "cannot be parsed" in cli.fails(2, "verify", signed, "--tsa-root", garbage)
+    assert "cannot be parsed" in cli.fails(2, "verify", recorded.files["plain.png"], "--tsa-root", garbage)
     assert "(compact, 1 entries" in cli.ok("inspect", signed)
     full = tmp_path / "full.jsonl"
     cli.ok("export", recorded.journal, "-o", full)

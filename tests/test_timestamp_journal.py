@@ -60,6 +60,16 @@ def test_timestamp_moved_to_another_checkpoint_is_caught(tmp_path: Path, local_t
     assert "does not cover" in verdict.reason
 
 
+def test_tsa_certificate_not_valid_at_the_token_time_under_a_pinned_root_is_invalid(tmp_path: Path) -> None:
+    # It chains to the root the auditor pinned, so it is judged, not set aside as a claim.
+    with LocalTSA() as tsa:
+        tsa.sign_with_an_expired_certificate()
+        out, _ = _timestamped_journal(tmp_path, tsa)
+        verdict = verify_file(out, tsa_roots=[tsa.root_pem])
+    assert not verdict.valid and verdict.code == "bad-timestamp"
+    assert "not valid at the time-stamp's time" in verdict.reason
+
+
 def test_garbage_tsa_root_is_refused_even_without_timestamps(tmp_path: Path) -> None:
     key = SigningKey.generate()
     with Store(tmp_path / "store.sqlite") as store:

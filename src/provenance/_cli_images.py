@@ -72,6 +72,9 @@ def verify_image_file(path: Path, args: argparse.Namespace) -> binding.ImageVerd
 def _print_compact_verdict(verdict: binding.ImageVerdict) -> None:
     """Say exactly what a compact attachment proved: one entry, and a signed size."""
     journal = verdict.journal
+    if journal.status == "untrusted" and journal.pinned:
+        cli._out(f"UNTRUSTED: {journal.reason}")
+        return
     label = "VALID" if journal.status == "valid" else "VALID (signer not pinned; use --trust KEY.pem)"
     cli._out(
         f"{label}: export entry {verdict.export_seq} is included in journal {journal.journal} "

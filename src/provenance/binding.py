@@ -56,7 +56,7 @@ from .journal import (
 )
 from .keys import PublicKey, SigningKey
 from .store import Store
-from .verify import BlobVisitor, EntryVisitor, Verdict, failure_code, verify_lines
+from .verify import BlobVisitor, EntryVisitor, Verdict, check_trust_inputs, failure_code, verify_lines
 
 if TYPE_CHECKING:
     from .recorder import Session
@@ -358,6 +358,7 @@ def verify_image(
     `visitor` and `blob_visitor` see the journal's entries and blobs as
     `verify_lines` reads them (not called when only a compact proof is at hand).
     """
+    check_trust_inputs(checkpoints, tsa_roots)  # whatever path the verdict takes below
     fmt = _detect(data)
     try:
         carried = journal_lines_from_image(data) if fmt is not None else None

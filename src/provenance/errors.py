@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "BadSignatureError",
+    "BadTimestampError",
     "BindingError",
     "BrokenChainError",
     "Error",
@@ -28,6 +29,7 @@ __all__ = [
     "TamperedEntryError",
     "TimestampError",
     "TruncatedJournalError",
+    "UnpinnedTimestampAuthorityError",
     "UntrustedSignerError",
     "UsageError",
     "VerificationError",
@@ -129,6 +131,14 @@ class ForkedJournalError(VerificationError):
 
 class UntrustedSignerError(VerificationError):
     """Signatures are valid but a signer is not among the pinned keys."""
+
+
+class UnpinnedTimestampAuthorityError(UntrustedSignerError):
+    """A timestamp token's TSA does not chain to any pinned root (its signature is then not checked)."""
+
+
+class BadTimestampError(VerificationError):
+    """A timestamp's TSA chains to a pinned root but is not a valid time-stamping authority for it."""
 
 
 class NoProvenanceError(VerificationError):

@@ -66,6 +66,7 @@ from provenance.errors import (
     MalformedDataError,
     TamperedEntryError,
     TimestampError,
+    UnpinnedTimestampAuthorityError,
     UntrustedSignerError,
     UsageError,
 )
@@ -601,7 +602,7 @@ def verify_timestamp(token: bytes, data: bytes, *, roots: Sequence[bytes]) -> Ti
 
     # Diagnosis first, so the auditor learns *why* a token fails ...
     if not _chains_to_root(parsed.signer, parsed.certificates, trusted):
-        raise UntrustedSignerError(_MSG_UNTRUSTED)
+        raise UnpinnedTimestampAuthorityError(_MSG_UNTRUSTED)
     _check_tsa_certificate(parsed.signer, parsed.gen_time)
 
     # ... then the authoritative check: CMS signature over the TSTInfo, the

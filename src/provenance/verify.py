@@ -27,6 +27,7 @@ import attrs
 from . import merkle
 from .errors import (
     BadSignatureError,
+    BadTimestampError,
     BrokenChainError,
     ForkedJournalError,
     IncompleteJournalError,
@@ -34,6 +35,7 @@ from .errors import (
     StoreError,
     TamperedEntryError,
     TruncatedJournalError,
+    UnpinnedTimestampAuthorityError,
     UntrustedSignerError,
     UsageError,
     VerificationError,
@@ -62,6 +64,7 @@ __all__ = [
     "StreamingVerifier",
     "TimestampCheck",
     "Verdict",
+    "check_trust_inputs",
     "iter_file_lines",
     "verify_file",
     "verify_lines",
@@ -78,6 +81,7 @@ _FAILURE_CODES: dict[type[VerificationError], str] = {
     MalformedDataError: "malformed",
     TamperedEntryError: "tampered",
     BadSignatureError: "bad-signature",
+    BadTimestampError: "bad-timestamp",
     BrokenChainError: "broken-chain",
     TruncatedJournalError: "truncated",
     IncompleteJournalError: "incomplete",
@@ -156,6 +160,19 @@ class Verdict:
         }
 
 
+def check_trust_inputs(held: Sequence[Checkpoint], tsa_roots: Sequence[bytes]) -> None:
+    """Raise UsageError for what an auditor pinned that could never be used, before any verdict."""
+    if tsa_roots:
+        # Garbage given as a root must say so even when no timestamp needs it.
+        from .timestamp import check_roots  # imported lazily: only auditors pinning a TSA need it
+
+        check_roots(tsa_roots)
+    if any(c.size < 1 for c in held):
+        # It could never be compared (checks follow each entry) and would
+        # make a sound journal look cut short.
+        raise UsageError("a held checkpoint must cover at least one entry (this one covers none)")
+
+
 class StreamingVerifier:
     """One streaming verification: `feed` each line, then `finish`.
 
@@ -171,15 +188,7 @@ class StreamingVerifier:
         visitor: EntryVisitor | None = None,
         blob_visitor: BlobVisitor | None = None,
     ) -> None:
-        if tsa_roots:
-            # Garbage given as a root must say so even when no timestamp needs it.
-            from .timestamp import check_roots  # imported lazily: only auditors pinning a TSA need it
-
-            check_roots(tsa_roots)
-        if any(c.size < 1 for c in held):
-            # It could never be compared (checks follow each entry) and would
-            # make a sound journal look cut short.
-            raise UsageError("a held checkpoint must cover at least one entry (this one covers none)")
+        check_trust_inputs(held, tsa_roots)
         self.blob_visitor = blob_visitor
         self.trusted = {k.keyid for k in trusted}
         self.held = sorted(held, key=lambda c: c.size)
@@ -373,9 +382,11 @@ class StreamingVerifier:
             try:
                 info = timestamp.verify_timestamp(record.token, signed, roots=self.tsa_roots)
                 note = ""
-            except UntrustedSignerError as exc:
+            except UnpinnedTimestampAuthorityError as exc:
                 info = timestamp.read_timestamp_covering(record.token, signed)
                 note = f"{exc}; its signature is not checked"
+            except UntrustedSignerError as exc:  # chains to a pinned root, but not a valid TSA for it
+                raise BadTimestampError(f"timestamp on checkpoint {record.size}: {exc}") from None
         else:
             info = timestamp.read_timestamp_covering(record.token, signed)
             note = "no TSA root pinned; its signature is not checked"
