@@ -28,7 +28,7 @@ from PIL import Image, ImageCms, ImageDraw, ImageFilter, PngImagePlugin
 from provenance import _formats, binding
 from provenance.errors import ImageFormatError, UsageError
 from provenance.images import digest_loaded
-from provenance.journal import BlobRecord, KeyRecord
+from provenance.journal import BlobRecord, Checkpoint, KeyRecord, parse_line
 from provenance.keys import SigningKey
 from provenance.recorder import Session
 from provenance.store import Store
@@ -647,6 +647,29 @@ def test_compact_proof_tampering_is_invalid(rec: Recording) -> None:
     for name, lines in variants.items():
         verdict = binding.verify_image(reembed(data, b"".join(lines)))
         assert verdict.status == "invalid" and verdict.journal.code == "malformed", name
+
+
+def test_compact_proof_checkpoint_must_be_signed_by_the_entry_signer(rec: Recording) -> None:
+    """Someone else's checkpoint could claim a journal of any size around the export entry."""
+    long_recording(rec, 10)
+    data = rec.attach(original("png-rgb"), mode="compact").data
+    payload = _formats.extract(data)
+    assert payload is not None
+    header, key, entry, checkpoint_line, proof = payload.splitlines(keepends=True)
+    mine = parse_line(checkpoint_line.rstrip(b"\n"))
+    assert isinstance(mine, Checkpoint)
+    other = SigningKey.generate()
+    theirs = Checkpoint(mine.origin, mine.size, mine.root, mine.time).sign(other)
+    keys = sorted([key, KeyRecord(other.public).to_line() + b"\n"])
+    forged = b"".join([header, *keys, entry, theirs.to_line() + b"\n", proof])
+    verdict = binding.verify_image(reembed(data, forged))
+    assert verdict.status == "invalid" and verdict.journal.code == "bad-signature"
+    assert "not signed by the entry's signer" in verdict.reason
+    # Co-signed by the entry's signer as well, it holds (and names both signers).
+    both = mine.sign(other)
+    cosigned = b"".join([header, *keys, entry, both.to_line() + b"\n", proof])
+    verdict = binding.verify_image(reembed(data, cosigned))
+    assert verdict.binding == "exact-file" and set(verdict.journal.signers) == {rec.key.keyid, other.keyid}
 
 
 def test_compact_with_the_wrong_full_journal(rec: Recording, tmp_path: Path) -> None:

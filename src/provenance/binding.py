@@ -533,6 +533,10 @@ def _verify_compact(lines: Sequence[bytes]) -> _CompactProof:
     signers = checkpoint.signers(keys)
     if not signers or len(signers) != len(checkpoint.signatures):
         raise BadSignatureError(f"checkpoint at size {size}: signature does not verify")
+    if entry.keyid not in signers:
+        # Attach signs both with one key; a checkpoint by anyone else would let
+        # them claim a journal of any size around the entry.
+        raise BadSignatureError("the checkpoint proving the export entry is not signed by the entry's signer")
     if not merkle.verify_inclusion(entry.leaf_hash, seq, size, path, checkpoint.root):
         raise BadSignatureError("inclusion proof of the export entry does not verify (entry tampered)")
     if set(keys) - {entry.keyid, *signers}:
