@@ -321,22 +321,6 @@ class Match:
             raise ValueError("matched must be distance <= threshold")
 
 
-def _to_float(image: Image.Image) -> Image.Image:
-    return image.convert("F")
-
-
-def _lab_lightness(image: Image.Image) -> Image.Image:
-    return image.getchannel("L")
-
-
-def _to_luma(image: Image.Image) -> Image.Image:
-    return image.convert("L")
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    return image.convert("RGB")
-
-
 def _flattened(image: Image.Image) -> Image.Image:
     """Onto white, as most converters to JPEG do: RGB."""
     if image.mode == "La":  # premultiplied; Pillow converts it only to LA
@@ -351,6 +335,10 @@ def _flattened(image: Image.Image) -> Image.Image:
 _STRIP_PIXELS = 1 << 22
 
 
+def _reduced(image: Image.Image, factor: tuple[int, int]) -> Image.Image:
+    return image if factor == (1, 1) else image.reduce(factor)
+
+
 def _convert_reduced(
     image: Image.Image, convert: Callable[[Image.Image], Image.Image], factor: tuple[int, int]
 ) -> Image.Image:
@@ -363,14 +351,11 @@ def _convert_reduced(
     width, height = image.size
     across, down = factor
     if width * height <= _STRIP_PIXELS:
-        converted = convert(image)
-        return converted if factor == (1, 1) else converted.reduce(factor)
+        return _reduced(convert(image), factor)
     rows = down * max(1, _STRIP_PIXELS // (width * down))
     out: Image.Image | None = None
     for top in range(0, height, rows):
-        strip = convert(image.crop((0, top, width, min(top + rows, height))))
-        if factor != (1, 1):
-            strip = strip.reduce(factor)
+        strip = _reduced(convert(image.crop((0, top, width, min(top + rows, height)))), factor)
         if out is None:
             out = Image.new(strip.mode, (-(-width // across), -(-height // down)))
         out.paste(strip, (0, top // down))
@@ -395,20 +380,18 @@ def _planes(image: Image.Image) -> list[Image.Image]:
     convert: Callable[[Image.Image], Image.Image] | None = None
     if mode in ("I", "F") or mode.startswith("I;16"):
         # convert("L") clips these at 255; "F" keeps the range (only signs matter later).
-        convert, color = _to_float, False
+        convert, color = operator.methodcaller("convert", "F"), False
     elif mode == "LAB":
-        convert, color = _lab_lightness, False  # Pillow's LAB -> RGB is not colorimetric
+        # Pillow's LAB -> RGB is not colorimetric
+        convert, color = operator.methodcaller("getchannel", "L"), False
     elif image.has_transparency_data:
         convert = _flattened
     elif mode in ("L", "1"):
-        convert, color = _to_luma, False
+        convert, color = operator.methodcaller("convert", "L"), False
     elif mode != "RGB":
-        convert = _to_rgb
+        convert = operator.methodcaller("convert", "RGB")
     factor = (max(1, width // _WORK), max(1, height // _WORK))
-    if convert is not None:
-        image = _convert_reduced(image, convert, factor)
-    elif factor != (1, 1):
-        image = image.reduce(factor)
+    image = _reduced(image, factor) if convert is None else _convert_reduced(image, convert, factor)
     size = (min(width, _WORK), min(height, _WORK))
     # Two passes, horizontal first, as in `_samples`: Pillow 13 alone may go
     # vertical first, and the rounding between the passes would differ.
