@@ -131,6 +131,12 @@ def _entry_json(signed: SignedEntry) -> dict[str, Any]:
     }
 
 
+def _print_signers(verdict: Verdict, stream: TextIO) -> None:
+    for keyid in verdict.signers:
+        pinned = verdict.pinned and keyid not in verdict.untrusted_signers
+        stream.write(f"  signer {keyid} ({'pinned' if pinned else 'not pinned'})\n")
+
+
 def _print_verdict(verdict: Verdict, as_json: bool, stream: TextIO | None = None) -> None:
     stream = stream or sys.stdout
     if as_json:
@@ -144,9 +150,7 @@ def _print_verdict(verdict: Verdict, as_json: bool, stream: TextIO | None = None
         label = "VALID" if verdict.status == "valid" else "VALID (signer not pinned; use --trust KEY.pem)"
         stream.write(f"{label}: journal {verdict.journal}, {verdict.entries} entries")
         stream.write(", sealed\n" if verdict.sealed else "\n")
-        for keyid in verdict.signers:
-            pinned = verdict.pinned and keyid not in verdict.untrusted_signers
-            stream.write(f"  signer {keyid} ({'pinned' if pinned else 'not pinned'})\n")
+        _print_signers(verdict, stream)
         if verdict.first_time and verdict.last_time:
             stream.write(
                 f"  entry times {verdict.first_time:%Y-%m-%d %H:%M:%S} to {verdict.last_time:%Y-%m-%d %H:%M:%S} "

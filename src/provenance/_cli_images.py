@@ -80,9 +80,7 @@ def _print_compact_verdict(verdict: binding.ImageVerdict) -> None:
         f"{label}: export entry {verdict.export_seq} is included in journal {journal.journal} "
         f"of {journal.entries} signed entries (compact attachment)"
     )
-    for keyid in journal.signers:
-        pinned = journal.pinned and keyid not in journal.untrusted_signers
-        cli._out(f"  signer {keyid} ({'pinned' if pinned else 'not pinned'})")
+    cli._print_signers(journal, sys.stdout)
     if journal.first_time is not None:
         cli._out(f"  export entry time {journal.first_time:%Y-%m-%d %H:%M:%S} UTC (the signer's claim)")
     cli._out("  only that entry and its checkpoint are in this file: check the other entries with --journal FILE")
@@ -149,13 +147,14 @@ def cmd_extract(args: argparse.Namespace) -> int:
         lines = read_image_file(sidecar).splitlines(keepends=True)  # bounded read
     else:
         lines = carried[0]
+    journal = b"".join(lines)
     if args.output == "-":
         sys.stdout.flush()
-        sys.stdout.buffer.write(b"".join(lines))
+        sys.stdout.buffer.write(journal)
         sys.stdout.buffer.flush()
         return cli.EXIT_OK
     target = Path(args.output)
-    binding.write_file(target, b"".join(lines))
+    binding.write_file(target, journal)
     cli._out(f"wrote {target}")
     return cli.EXIT_OK
 
