@@ -252,6 +252,13 @@ class Recording:
     def attach(self, data: bytes, **options: Any) -> binding.AttachResult:
         return binding.attach(data, store=self.store, journal=self.journal, key=self.key, **options)
 
+    def attached(self, case: str, **options: Any) -> tuple[bytes, bytes]:
+        """The test image `case` with this journal attached, and the provenance payload it carries."""
+        data = self.attach(original(case), **options).data
+        payload = _formats.extract(data)
+        assert payload is not None
+        return data, payload
+
     def lines(self) -> list[bytes]:
         return list(self.store.export_lines(self.journal))
 
@@ -362,9 +369,7 @@ def test_a_changed_provenance_byte_is_invalid(rec: Recording, case: str) -> None
 @pytest.mark.parametrize("fmt", ["png-rgb", "jpeg-baseline", "webp-lossless"])
 def test_a_tampered_journal_with_a_valid_container_is_invalid(rec: Recording, fmt: str) -> None:
     """Changed journal bytes re-embedded with correct CRCs: only the signatures and chain can tell."""
-    data = rec.attach(original(fmt)).data
-    payload = _formats.extract(data)
-    assert payload is not None
+    data, payload = rec.attached(fmt)
     rng = random.Random(3)
     positions = [i for i in rng.sample(range(len(payload)), 250) if payload[i] < 0x80]
     for position in [0, len(payload) - 1, *positions]:
@@ -409,9 +414,7 @@ def test_same_pixels_other_metadata(rec: Recording, case: str) -> None:
 @pytest.mark.parametrize("target", ["PNG", "WEBP"])
 def test_animation_whose_first_frame_has_the_pixels_binds_to_nothing(rec: Recording, target: str) -> None:
     """Viewers show the animation, and the pixel hash covers one frame: only the exact file binds."""
-    out = rec.attach(original("png-rgb")).data
-    payload = _formats.extract(out)
-    assert payload is not None
+    out, payload = rec.attached("png-rgb")
     with Image.open(io.BytesIO(out)) as image:
         image.load()
         other = photo(seed=4321).resize(image.size)
@@ -428,9 +431,7 @@ def test_animation_whose_first_frame_has_the_pixels_binds_to_nothing(rec: Record
 @pytest.mark.parametrize("target", ["PNG", "WEBP"])
 def test_lossless_resave_binds_by_pixels(rec: Recording, target: str) -> None:
     """Re-encoding losslessly, even into another container, keeps the pixel binding."""
-    out = rec.attach(original("png-rgb")).data
-    payload = _formats.extract(out)
-    assert payload is not None
+    out, payload = rec.attached("png-rgb")
     with Image.open(io.BytesIO(out)) as image:
         options = {"lossless": True} if target == "WEBP" else {"compress_level": 1}
         resaved = encode(image, target, **options)
@@ -439,9 +440,7 @@ def test_lossless_resave_binds_by_pixels(rec: Recording, target: str) -> None:
 
 
 def test_lossy_resave_binds_to_nothing(rec: Recording) -> None:
-    out = rec.attach(original("jpeg-baseline")).data
-    payload = _formats.extract(out)
-    assert payload is not None
+    out, payload = rec.attached("jpeg-baseline")
     with Image.open(io.BytesIO(out)) as image:
         resaved = encode(image, "JPEG", quality=50)
     assert_not_bound(binding.verify_image(reembed(resaved, payload)))
@@ -449,9 +448,7 @@ def test_lossy_resave_binds_to_nothing(rec: Recording) -> None:
 
 @pytest.mark.parametrize("case", ["png-rgb", "jpeg-baseline", "webp-lossy"])
 def test_wrong_image_with_a_valid_journal(rec: Recording, case: str) -> None:
-    out = rec.attach(original(case)).data
-    payload = _formats.extract(out)
-    assert payload is not None
+    out, payload = rec.attached(case)
     other = encode(photo(seed=1234), _formats.detect(out).upper())
     verdict = binding.verify_image(reembed(other, payload))
     assert_not_bound(verdict)
@@ -466,9 +463,7 @@ def test_wrong_image_with_a_valid_journal(rec: Recording, case: str) -> None:
 
 def test_data_added_to_an_embedded_journal_is_refused(rec: Recording) -> None:
     """The binding hash leaves the provenance data out, so nothing unchecked may ride inside it."""
-    out = rec.attach(original("png-rgb")).data
-    payload = _formats.extract(out)
-    assert payload is not None
+    out, payload = rec.attached("png-rgb")
     extra = BlobRecord("application/octet-stream", b"anything at all").to_line() + b"\n"
     verdict = binding.verify_image(reembed(out, payload + extra))
     assert verdict.status == "invalid" and verdict.code == "malformed"
@@ -618,9 +613,7 @@ def test_compact_attachment(rec: Recording, case: str) -> None:
 
 def test_compact_proof_tampering_is_invalid(rec: Recording) -> None:
     long_recording(rec, 20)
-    data = rec.attach(original("png-rgb"), mode="compact").data
-    payload = _formats.extract(data)
-    assert payload is not None
+    data, payload = rec.attached("png-rgb", mode="compact")
     for position in range(len(payload)):
         if payload[position] >= 0x80:
             continue  # keep the payload UTF-8, as PNG text must be
@@ -652,9 +645,7 @@ def test_compact_proof_tampering_is_invalid(rec: Recording) -> None:
 def test_compact_proof_checkpoint_must_be_signed_by_the_entry_signer(rec: Recording) -> None:
     """Someone else's checkpoint could claim a journal of any size around the export entry."""
     long_recording(rec, 10)
-    data = rec.attach(original("png-rgb"), mode="compact").data
-    payload = _formats.extract(data)
-    assert payload is not None
+    data, payload = rec.attached("png-rgb", mode="compact")
     header, key, entry, checkpoint_line, proof = payload.splitlines(keepends=True)
     mine = parse_line(checkpoint_line.rstrip(b"\n"))
     assert isinstance(mine, Checkpoint)
